@@ -1,0 +1,17 @@
+"""securecmr: privacy-preserving cross-modal retrieval.
+
+Public names are listed in ``__all__`` (kept sorted; a test checks it). Heavy dependencies
+(torch, transformers) are never imported here: the runtime path is onnxruntime + faiss.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._version import __version__
+from .errors import SecureCMRError
+
+__all__ = [
+    "SecureCMRError",
+    "__version__",
+    "errors",
+]
