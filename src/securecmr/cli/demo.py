@@ -1,0 +1,105 @@
+"""``securecmr demo``: encode real sample images and captions, then search text->image and image->text.
+
+``run_demo(console, json_out)`` is the whole demo as one function so later steps (protected store,
+users, audit) can be added after the search part.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import typer
+
+__all__ = ["register", "run_demo"]
+
+QUERIES = ["a cat", "a rocket launch", "a hot drink", "a person in space", "a flower in bloom", "a building in Asia"]
+
+
+def _ensure_models(console: Any) -> None:
+    from ..encoders import export_models, read_manifest
+    from ..errors import ModelNotFoundError
+
+    try:
+        read_manifest()
+    except ModelNotFoundError:
+        console.print("[bold]models not exported yet: exporting them once (about a minute)[/bold]")
+        export_models(on_step=lambda msg: console.print(f"  • {msg}"))
+
+
+def run_demo(console: Any, json_out: bool = False, *, k: int = 3) -> dict[str, Any]:
+    """Run the demo; prints rich tables (or nothing when ``json_out``) and returns the results."""
+    from ..encoders import load_image_encoder, load_text_encoder
+    from ..encoders._samples import SAMPLES, sample_images
+
+    _ensure_models(console)
+    text_enc, image_enc = load_text_encoder(), load_image_encoder()
+    images = sample_images()
+    names = list(images)
+    captions = [SAMPLES[n] for n in names]
+    img_vecs = image_enc.encode([images[n] for n in names])
+    cap_vecs = text_enc.encode(captions)
+    query_vecs = text_enc.encode(QUERIES)
+
+    def top(scores: np.ndarray) -> list[int]:
+        return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+    text_to_image = [
+        {"query": q, "results": [{"image": names[i], "score": round(float(s[i]), 4)} for i in top(s)]}
+        for q, s in zip(QUERIES, query_vecs @ img_vecs.T, strict=True)
+    ]
+    image_to_text = [
+        {"image": n, "results": [{"caption": captions[i], "score": round(float(s[i]), 4)} for i in top(s)]}
+        for n, s in zip(names, img_vecs @ cap_vecs.T, strict=True)
+    ]
+    hits = sum(r["results"][0]["caption"] == SAMPLES[r["image"]] for r in image_to_text)
+    result: dict[str, Any] = {
+        "images": len(names),
+        "text_encoder": {"name": text_enc.name, "dim": text_enc.dim},
+        "image_encoder": {"name": image_enc.name, "dim": image_enc.dim},
+        "text_to_image": text_to_image,
+        "image_to_text": image_to_text,
+        "image_to_text_top1": f"{hits}/{len(names)}",
+    }
+    if not json_out:
+        _print(console, result, k)
+    return result
+
+
+def _print(console: Any, result: dict[str, Any], k: int) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"Indexed {result['images']} real sample images (scikit-image, scikit-learn) with "
+        f"{result['image_encoder']['name']} and {result['text_encoder']['name']} "
+        f"(shared {result['text_encoder']['dim']}-d space, cosine scores)."
+    )
+    t = Table(title="text -> image")
+    t.add_column("query")
+    for r in range(k):
+        t.add_column(f"#{r + 1}")
+    for row in result["text_to_image"]:
+        t.add_row(row["query"], *(f"{x['image']} ({x['score']:.3f})" for x in row["results"]))
+    console.print(t)
+    t = Table(title="image -> text")
+    t.add_column("image")
+    for r in range(k):
+        t.add_column(f"#{r + 1}")
+    for row in result["image_to_text"]:
+        t.add_row(row["image"], *(f"{x['caption']} ({x['score']:.3f})" for x in row["results"]))
+    console.print(t)
+    console.print(f"image -> caption top-1: {result['image_to_text_top1']}")
+
+
+def demo_cmd(json_out: bool = typer.Option(False, "--json", help="Print the results as JSON.")) -> None:
+    """Search real sample images by text and captions by image (exports the models if missing)."""
+    from rich.console import Console
+
+    result = run_demo(Console(stderr=json_out), json_out)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,54 @@
+"""``securecmr models export|verify``: build the ONNX encoders and check their integrity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+__all__ = ["register"]
+
+models_app = typer.Typer(help="Export and verify the ONNX encoder models.", no_args_is_help=True)
+
+
+@models_app.command("export")
+def export_cmd(
+    directory: Path | None = typer.Option(None, "--dir", help="Target folder (default $SECURECMR_HOME/models)."),
+    int8: bool = typer.Option(False, "--int8", help="Also build the int8 (quantised) models."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if a verified export exists."),
+) -> None:
+    """Build the text (all-MiniLM-L6-v2) and image (EfficientNet-Lite0 + ConSE) encoders as ONNX."""
+    from rich.console import Console
+
+    from ..encoders import export_models
+
+    console = Console(stderr=True)
+    out = export_models(directory, int8=int8, force=force, on_step=lambda msg: console.print(f"• {msg}"))
+    typer.echo(str(out))
+
+
+@models_app.command("verify")
+def verify_cmd(
+    directory: Path | None = typer.Option(None, "--dir", help="Model folder (default $SECURECMR_HOME/models)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check every model file against the sha256 in manifest.json (exit 1 on any problem)."""
+    from ..encoders import verify_models
+    from ..encoders._manifest import resolve_dir
+
+    report = verify_models(directory)
+    bad = {k: v for k, v in report.items() if v != "ok"}
+    if as_json:
+        typer.echo(json.dumps({"dir": str(resolve_dir(directory)), "files": report, "ok": not bad}, indent=2))
+    else:
+        for name, state in report.items():
+            typer.echo(f"{state:>8}  {name}")
+        typer.echo("all files match the manifest" if not bad else f"{len(bad)} file(s) do not match the manifest; "
+                   "run `securecmr models export --force`")
+    if bad:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
