@@ -6,12 +6,16 @@ Public names are listed in ``__all__`` (kept sorted; a test checks it). Heavy de
 
 from __future__ import annotations
 
-from . import errors
+from . import encoders, errors
 from ._version import __version__
+from .encoders import load_image_encoder, load_text_encoder
 from .errors import SecureCMRError
 
 __all__ = [
     "SecureCMRError",
     "__version__",
+    "encoders",
     "errors",
+    "load_image_encoder",
+    "load_text_encoder",
 ]

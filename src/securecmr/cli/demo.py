@@ -7,14 +7,16 @@ users, audit) can be added after the search part.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 
 __all__ = ["register", "run_demo"]
 
-QUERIES = ["a cat", "a rocket launch", "a hot drink", "a person in space", "a flower in bloom", "a building in Asia"]
+QUERIES = [
+    "a cat", "a rocket launch", "a hot drink", "a person in space", "a flower in bloom", "a building in Asia",
+]
 
 
 def _ensure_models(console: Any) -> None:
@@ -45,11 +47,11 @@ def run_demo(console: Any, json_out: bool = False, *, k: int = 3) -> dict[str, A
     def top(scores: np.ndarray) -> list[int]:
         return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
 
-    text_to_image = [
+    text_to_image: list[dict[str, Any]] = [
         {"query": q, "results": [{"image": names[i], "score": round(float(s[i]), 4)} for i in top(s)]}
         for q, s in zip(QUERIES, query_vecs @ img_vecs.T, strict=True)
     ]
-    image_to_text = [
+    image_to_text: list[dict[str, Any]] = [
         {"image": n, "results": [{"caption": captions[i], "score": round(float(s[i]), 4)} for i in top(s)]}
         for n, s in zip(names, img_vecs @ cap_vecs.T, strict=True)
     ]
@@ -92,7 +94,9 @@ def _print(console: Any, result: dict[str, Any], k: int) -> None:
     console.print(f"image -> caption top-1: {result['image_to_text_top1']}")
 
 
-def demo_cmd(json_out: bool = typer.Option(False, "--json", help="Print the results as JSON.")) -> None:
+def demo_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
     """Search real sample images by text and captions by image (exports the models if missing)."""
     from rich.console import Console
 

@@ -50,7 +50,9 @@ def main() -> None:
     from ..errors import SecureCMRError
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:  # click returns (not raises) typer.Exit codes here
+            raise SystemExit(rc)
     except SecureCMRError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

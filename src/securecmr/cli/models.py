@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,9 +15,11 @@ models_app = typer.Typer(help="Export and verify the ONNX encoder models.", no_a
 
 @models_app.command("export")
 def export_cmd(
-    directory: Path | None = typer.Option(None, "--dir", help="Target folder (default $SECURECMR_HOME/models)."),
-    int8: bool = typer.Option(False, "--int8", help="Also build the int8 (quantised) models."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even if a verified export exists."),
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Target folder (default $SECURECMR_HOME/models).")
+    ] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also build the int8 (quantised) models.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if a verified export exists.")] = False,
 ) -> None:
     """Build the text (all-MiniLM-L6-v2) and image (EfficientNet-Lite0 + ConSE) encoders as ONNX."""
     from rich.console import Console
@@ -30,8 +33,10 @@ def export_cmd(
 
 @models_app.command("verify")
 def verify_cmd(
-    directory: Path | None = typer.Option(None, "--dir", help="Model folder (default $SECURECMR_HOME/models)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Model folder (default $SECURECMR_HOME/models).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check every model file against the sha256 in manifest.json (exit 1 on any problem)."""
     from ..encoders import verify_models
@@ -44,8 +49,10 @@ def verify_cmd(
     else:
         for name, state in report.items():
             typer.echo(f"{state:>8}  {name}")
-        typer.echo("all files match the manifest" if not bad else f"{len(bad)} file(s) do not match the manifest; "
-                   "run `securecmr models export --force`")
+        if bad:
+            typer.echo(f"{len(bad)} file(s) do not match the manifest; run `securecmr models export --force`")
+        else:
+            typer.echo("all files match the manifest")
     if bad:
         raise typer.Exit(1)
 

@@ -33,10 +33,10 @@ class _Base(BaseModel):
     onnx: str = Field(description="ONNX file (relative to the config's directory)")
     output: str = Field(description="name of the ONNX output holding the embedding")
     dim: int = Field(gt=0, description="embedding width")
-    pooling: Pooling = Field("none", description="cls / mean over the sequence axis, or none")
-    normalize: bool = Field(True, description="unit-normalise the rows")
+    pooling: Pooling = Field(default="none", description="cls / mean over the sequence axis, or none")
+    normalize: bool = Field(default=True, description="unit-normalise the rows")
     sha256: dict[str, str] | None = Field(
-        None, description="optional {file: sha256}; a mismatch refuses to load"
+        default=None, description="optional {file: sha256}; a mismatch refuses to load"
     )
 
 
@@ -48,8 +48,10 @@ class TextEncoderConfig(_Base):
     input_ids: str = "input_ids"
     attention_mask: str | None = "attention_mask"
     token_type_ids: str | None = None
-    max_length: int = Field(256, gt=1)
-    pad_id: int | None = Field(None, ge=0, description="padding token id (default: the tokenizer's, else 0)")
+    max_length: int = Field(default=256, gt=1)
+    pad_id: int | None = Field(
+        default=None, ge=0, description="padding token id (default: the tokenizer's, else 0)"
+    )
 
 
 class ImageEncoderConfig(_Base):
@@ -57,15 +59,15 @@ class ImageEncoderConfig(_Base):
 
     kind: Literal["image"] = "image"
     pixel_values: str = "pixel_values"
-    image_size: int = Field(224, gt=0)
+    image_size: int = Field(default=224, gt=0)
     resize: int | None = Field(
-        None, gt=0, description="shorter side before the centre crop (default: image_size, no crop loss)"
+        default=None, gt=0, description="shorter side before the centre crop (default: image_size)"
     )
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
-    features_output: str | None = Field(None, description="optional second output (raw features)")
-    feature_dim: int | None = Field(None, gt=0)
+    features_output: str | None = Field(default=None, description="optional second output (raw features)")
+    feature_dim: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> ImageEncoderConfig:

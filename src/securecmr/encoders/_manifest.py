@@ -56,7 +56,8 @@ def verify_file(model_dir: Path, name: str, manifest: dict[str, Any]) -> Path:
     expected = manifest["files"].get(name)
     if expected is None:
         raise ModelIntegrityError(
-            f"{name} is not listed in {model_dir / MANIFEST_NAME}; re-export with `securecmr models export --force`"
+            f"{name} is not listed in {model_dir / MANIFEST_NAME}; "
+            "re-export with `securecmr models export --force`"
         )
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} is missing; {_EXPORT_HINT}")

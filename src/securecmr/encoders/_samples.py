@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .._lazy import require
@@ -35,7 +37,9 @@ def sample_images(names: list[str] | None = None) -> dict[str, np.ndarray]:
     wanted = list(SAMPLES) if names is None else names
     out: dict[str, np.ndarray] = {}
     sk = load_sample_images()
-    sk_images = {n.rsplit("/", 1)[-1].split(".")[0]: img for n, img in zip(sk.filenames, sk.images, strict=True)}
+    sk_images = {
+        Path(n).stem: img for n, img in zip(sk.filenames, sk.images, strict=True)
+    }
     skdata = None
     for name in wanted:
         if name in sk_images:

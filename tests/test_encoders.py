@@ -1,0 +1,211 @@
+"""The built-in ONNX encoders: shapes, unit rows, shared space, inputs, errors, integrity, no torch."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import securecmr
+from securecmr.encoders import load_image_encoder, load_text_encoder, verify_models
+from securecmr.encoders._samples import SAMPLES, sample_images
+from securecmr.errors import (
+    EmptyInputError,
+    ImageDecodeError,
+    InputError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ShapeError,
+)
+
+pytestmark = pytest.mark.models
+
+EVERYDAY = ["astronaut", "coffee", "chelsea", "rocket", "camera", "china", "flower", "page"]
+
+
+@pytest.fixture(scope="module")
+def text_enc(models_dir: Path) -> securecmr.encoders.TextEncoder:
+    return load_text_encoder()
+
+
+@pytest.fixture(scope="module")
+def image_enc(models_dir: Path) -> securecmr.encoders.ImageEncoder:
+    return load_image_encoder()
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, np.ndarray]:
+    return sample_images(EVERYDAY)
+
+
+def _unit(x: np.ndarray) -> None:
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+
+
+def test_public_loaders_exported() -> None:
+    assert securecmr.load_text_encoder is load_text_encoder
+    assert securecmr.load_image_encoder is load_image_encoder
+
+
+def test_text_shapes_order_and_batching(text_enc: securecmr.encoders.TextEncoder) -> None:
+    texts = ["a cat on a sofa", "x", "a very long sentence " * 10, "coffee", "a rocket on a launch pad"]
+    full = text_enc.encode(texts, batch_size=32)
+    assert full.shape == (5, 384) and text_enc.dim == 384
+    _unit(full)
+    # length-sorted batching must restore the caller's order
+    one_by_one = np.concatenate([text_enc.encode([t]) for t in texts])
+    np.testing.assert_allclose(full, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(text_enc.encode(texts, batch_size=2), full, atol=1e-5)
+    np.testing.assert_allclose(text_enc.encode("coffee"), full[3:4], atol=1e-6)
+
+
+def test_text_semantics(text_enc: securecmr.encoders.TextEncoder) -> None:
+    v = text_enc.encode(["a cat", "a kitten sleeping", "a rocket launch"])
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_text_errors_and_truncation(text_enc: securecmr.encoders.TextEncoder) -> None:
+    with pytest.raises(EmptyInputError, match="#1"):
+        text_enc.encode(["ok", "   "])
+    with pytest.raises(EmptyInputError):
+        text_enc.encode([])
+    with pytest.raises(InputError):
+        text_enc.encode(["ok", 3])  # type: ignore[list-item]
+    long = "word " * 400
+    with pytest.warns(UserWarning, match="truncated"):
+        v = text_enc.encode([long, "short"])
+    _unit(v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text_enc.encode(["short text"])  # no warning when nothing is truncated
+
+
+def test_image_zeroshot_ranks_captions(
+    image_enc: securecmr.encoders.ImageEncoder, text_enc: securecmr.encoders.TextEncoder,
+    samples: dict[str, np.ndarray],
+) -> None:
+    vec = image_enc.encode(list(samples.values()))
+    assert vec.shape == (len(EVERYDAY), 384)
+    _unit(vec)
+    caps = text_enc.encode([SAMPLES[n] for n in samples])
+    scores = vec @ caps.T
+    assert (scores.argmax(axis=1) == np.arange(len(EVERYDAY))).all()
+    assert (scores.argmax(axis=0) == np.arange(len(EVERYDAY))).all()
+
+
+def test_image_features_output(
+    image_enc: securecmr.encoders.ImageEncoder, samples: dict[str, np.ndarray]
+) -> None:
+    f = image_enc.encode(list(samples.values()), output="features")
+    assert f.shape == (len(EVERYDAY), 1280) and image_enc.feature_dim == 1280
+    _unit(f)
+    assert (f >= 0).all()  # ReLU6 features, average pooled
+    with pytest.raises(securecmr.errors.ConfigurationError):
+        image_enc.encode(samples["coffee"], output="logits")  # type: ignore[arg-type]
+
+
+def test_image_input_kinds_agree(image_enc: securecmr.encoders.ImageEncoder, tmp_path: Path,
+                                 samples: dict[str, np.ndarray]) -> None:
+    rgb = samples["chelsea"]
+    path = tmp_path / "cat.png"
+    Image.fromarray(rgb).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    vecs = image_enc.encode([rgb, path, str(path), buf.getvalue(), Image.fromarray(rgb), rgba])
+    for v in vecs[1:]:
+        np.testing.assert_allclose(v, vecs[0], atol=1e-5)
+    grey = samples["camera"]
+    g16 = grey.astype(np.uint16) * 257
+    out = image_enc.encode([grey, grey[:, :, None], g16, Image.fromarray(g16)])
+    for v in out[1:]:
+        assert float(v @ out[0]) > 0.999
+    frames = image_enc.encode_frames(np.stack([rgb, rgb]))
+    np.testing.assert_allclose(frames[0], vecs[0], atol=1e-5)
+
+
+def test_image_decode_errors(image_enc: securecmr.encoders.ImageEncoder, tmp_path: Path,
+                             samples: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(samples["coffee"]).save(buf, format="PNG")
+    png = buf.getvalue()
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        image_enc.encode(png[: len(png) // 2])
+    with pytest.raises(ImageDecodeError, match="supported format"):
+        image_enc.encode(b"this is not an image at all")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        image_enc.encode(b"")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        image_enc.encode(empty)
+    with pytest.raises(ImageDecodeError, match="does not exist"):
+        image_enc.encode(tmp_path / "missing.png")
+    with pytest.raises(ImageDecodeError, match="zero-size"):
+        image_enc.encode(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(ShapeError):
+        image_enc.encode(np.zeros((10, 10, 5), np.uint8))
+    with pytest.raises(ShapeError):
+        image_enc.encode_frames(np.zeros((2, 10, 10, 3), np.float32))
+    with pytest.raises(EmptyInputError):
+        image_enc.encode([])
+
+
+def test_missing_models_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="securecmr models export"):
+        load_text_encoder(tmp_path / "nowhere")
+    with pytest.raises(ModelNotFoundError, match="securecmr models export"):
+        load_image_encoder(tmp_path / "nowhere")
+
+
+def test_tampered_model_is_refused(models_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir, copy, ignore=shutil.ignore_patterns("text*", ".*"))
+    assert verify_models(copy)["image.onnx"] == "ok"
+    data = bytearray((copy / "image.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "image.onnx").write_bytes(bytes(data))
+    report = verify_models(copy)
+    assert report["image.onnx"] == "mismatch" and report["text.onnx"] == "missing"
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        load_image_encoder(copy)
+    with pytest.raises(ModelNotFoundError):
+        load_text_encoder(copy)
+    cli = subprocess.run(
+        [sys.executable, "-m", "securecmr.cli.main", "models", "verify", "--dir", str(copy)],
+        capture_output=True, text=True,
+    )
+    assert cli.returncode == 1 and "mismatch" in cli.stdout
+
+
+def test_int8_encoders_close_to_fp32(models_dir: Path, samples: dict[str, np.ndarray],
+                                     text_enc: securecmr.encoders.TextEncoder,
+                                     image_enc: securecmr.encoders.ImageEncoder) -> None:
+    texts = [SAMPLES[n] for n in SAMPLES]
+    t8 = load_text_encoder(int8=True)
+    cos = (t8.encode(texts) * text_enc.encode(texts)).sum(1)
+    assert cos.mean() >= 0.98
+    i8 = load_image_encoder(int8=True)
+    imgs = list(samples.values())
+    cos_i = (i8.encode(imgs) * image_enc.encode(imgs)).sum(1)
+    assert cos_i.mean() >= 0.8
+
+
+def test_encoding_never_imports_torch(models_dir: Path) -> None:
+    code = (
+        "import sys, numpy as np, securecmr\n"
+        "t = securecmr.load_text_encoder().encode(['a cat'])\n"
+        "i = securecmr.load_image_encoder().encode(np.zeros((32, 32, 3), np.uint8))\n"
+        "f = securecmr.load_image_encoder(int8=True).encode_frames(np.zeros((1, 32, 32, 3), np.uint8))\n"
+        "print(t.shape, i.shape, f.shape, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
