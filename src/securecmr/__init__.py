@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from . import encoders, errors
 from ._version import __version__
-from .encoders import load_image_encoder, load_text_encoder
+from .encoders import VideoEncoder, VideoSegment, load_image_encoder, load_text_encoder, load_video_encoder
 from .errors import SecureCMRError
 
 __all__ = [
     "SecureCMRError",
+    "VideoEncoder",
+    "VideoSegment",
     "__version__",
     "encoders",
     "errors",
     "load_image_encoder",
     "load_text_encoder",
+    "load_video_encoder",
 ]

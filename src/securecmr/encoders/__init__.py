@@ -16,6 +16,7 @@ from ._image import ImageEncoder
 from ._load import load_encoder, load_image_encoder, load_text_encoder
 from ._manifest import read_manifest, verify_models
 from ._text import TextEncoder
+from ._video import VideoEncoder, VideoSegment, load_video_encoder
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,11 +27,14 @@ __all__ = [
     "ImageEncoderConfig",
     "TextEncoder",
     "TextEncoderConfig",
+    "VideoEncoder",
+    "VideoSegment",
     "export_clip",
     "export_models",
     "load_encoder",
     "load_image_encoder",
     "load_text_encoder",
+    "load_video_encoder",
     "read_manifest",
     "verify_models",
 ]
