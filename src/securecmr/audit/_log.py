@@ -1,0 +1,466 @@
+"""The tamper-evident audit log: keyed hash-chained JSON lines plus signed checkpoints.
+
+``audit.jsonl`` holds one canonical JSON object per line::
+
+    {"action":..., "collection":..., "mac":..., "outcome":"allowed"|"denied", "prev":..., "principal":...,
+     "query":<keyed fingerprint or null>, "reason":..., "results":[<keyed ids>], "seq":N, "tenant":...,
+     "time":<unix seconds>, "detail":{...}}
+
+``mac`` = HMAC-SHA256(chain key, canonical JSON of the record without ``mac``), and ``prev`` is the
+previous record's ``mac``, so an edited byte, a deleted or inserted line and a reordering all break
+the chain. ``audit.checkpoints.jsonl`` holds signed checkpoints ``(n, head)`` written every
+``checkpoint_every`` records and on close; a log shorter than its last checkpoint (truncation) or
+whose record ``n`` does not carry ``head`` fails verification. Raw queries and raw item ids never
+enter the log: only keyed fingerprints, which the key holder can recompute to answer "who searched X".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import AuditIntegrityError, ConfigurationError
+
+__all__ = ["HIPAA_RETENTION_DAYS", "AuditLog", "AuditReport"]
+
+HIPAA_RETENTION_DAYS = 6 * 365 + 2  # six years, leap days included
+_GENESIS = "0" * 64
+_LOG = "audit.jsonl"
+_CHECKPOINTS = "audit.checkpoints.jsonl"
+_RESULT_ID_HEX = 24
+_OUTCOMES = ("allowed", "denied")
+
+
+def _canon(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
+        "ascii"
+    )
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The result of :meth:`AuditLog.verify` on an intact log."""
+
+    records: int
+    checkpoints: int
+    first_seq: int
+    head: str
+    unsealed: int  # records written after the last checkpoint (0 after a clean close)
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "first_seq": self.first_seq,
+            "head": self.head,
+            "unsealed": self.unsealed,
+        }
+
+
+class AuditLog:
+    """Append-only audit log in ``directory``; ``key`` (>= 32 bytes) keys the chain, the checkpoints
+    and the fingerprints. ``clock`` returns unix seconds (inject one in tests)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        key: bytes,
+        *,
+        clock: Callable[[], float] | None = None,
+        checkpoint_every: int = 100,
+        retention_days: float = HIPAA_RETENTION_DAYS,
+        durable: bool = False,
+    ) -> None:
+        if not isinstance(key, bytes) or len(key) < 32:
+            raise ConfigurationError("the audit key must be at least 32 bytes")
+        if checkpoint_every < 1:
+            raise ConfigurationError("checkpoint_every must be >= 1")
+        if retention_days <= 0:
+            raise ConfigurationError("retention_days must be positive")
+        import time
+
+        self.directory = Path(directory)
+        self.checkpoint_every = int(checkpoint_every)
+        self.retention_days = float(retention_days)
+        self.durable = durable
+        self._clock = clock or time.time
+        self._chain_key = hmac.new(key, b"securecmr/audit/chain", hashlib.sha256).digest()
+        self._cp_key = hmac.new(key, b"securecmr/audit/checkpoint", hashlib.sha256).digest()
+        self._fp_key = hmac.new(key, b"securecmr/audit/fingerprint", hashlib.sha256).digest()
+        self._lock = threading.RLock()
+        self._fh: IO[bytes] | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._log_path = self.directory / _LOG
+        self._cp_path = self.directory / _CHECKPOINTS
+        self._seq, self._head, self._since_cp, self._cp_head = 0, _GENESIS, 0, _GENESIS
+        self._loaded = False
+        if not self._log_path.exists() and not self._cp_path.exists():
+            self._log_path.touch()
+            self._loaded = True
+            self._write_checkpoint(kind="open")
+
+    def _ensure_state(self) -> None:
+        """Read the chain head lazily, so a damaged log can still be opened and verified."""
+        if not self._loaded:
+            self._seq, self._head = self._read_tail()
+            self._cp_head, last_n = self._read_last_checkpoint()
+            self._since_cp = max(0, self._seq - last_n)
+            self._loaded = True
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.directory)!r})"
+
+    # ------------------------------------------------------------------ paths and state
+    @property
+    def path(self) -> Path:
+        return self._log_path
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self._cp_path
+
+    @property
+    def head(self) -> str:
+        with self._lock:
+            self._ensure_state()
+            return self._head
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._ensure_state()
+            return self._seq
+
+    def _read_tail(self) -> tuple[int, str]:
+        size = self._log_path.stat().st_size
+        if size == 0:
+            base = self._read_base()
+            return base[0], base[1]
+        with open(self._log_path, "rb") as fh:
+            block = min(size, 65536)
+            while True:
+                fh.seek(size - block)
+                data = fh.read(block)
+                lines = data.rstrip(b"\n").split(b"\n")
+                if len(lines) > 1 or block == size:
+                    break
+                block = min(size, block * 4)
+        try:
+            rec = json.loads(lines[-1])
+            return int(rec["seq"]), str(rec["mac"])
+        except (ValueError, KeyError, TypeError):
+            raise AuditIntegrityError(
+                "the last audit record is unreadable; run `securecmr audit verify` to locate the damage"
+            ) from None
+
+    def _checkpoints(self) -> list[dict[str, Any]]:
+        if not self._cp_path.exists():
+            return []
+        out = []
+        for line in self._cp_path.read_bytes().split(b"\n"):
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    out.append({})
+        return out
+
+    def _read_base(self) -> tuple[int, str]:
+        """The (seq, mac) the current log file continues from (non-zero after a retention purge)."""
+        base = (0, _GENESIS)
+        for cp in self._checkpoints():
+            if cp.get("kind") == "purge":
+                base = (int(cp["n"]), str(cp["head"]))
+        return base
+
+    def _read_last_checkpoint(self) -> tuple[str, int]:
+        cps = self._checkpoints()
+        if not cps:
+            raise AuditIntegrityError(
+                "the audit checkpoint file is missing or empty; the log cannot be trusted"
+            )
+        last = cps[-1]
+        try:
+            return str(last["mac"]), int(last["n"])
+        except (KeyError, TypeError, ValueError):
+            raise AuditIntegrityError(
+                f"audit checkpoint {len(cps)} is unreadable; run `securecmr audit verify`"
+            ) from None
+
+    # ------------------------------------------------------------------ keyed fingerprints
+    def fingerprint(self, data: Any) -> str:
+        """Keyed hash of a query (text, bytes, array or path-like); the raw value is never stored."""
+        if isinstance(data, np.ndarray):
+            arr = np.ascontiguousarray(data)
+            payload = str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes()
+        elif isinstance(data, bytes | bytearray | memoryview):
+            payload = bytes(data)
+        elif isinstance(data, str):
+            payload = b"s:" + data.encode("utf-8")
+        else:
+            payload = b"r:" + repr(data).encode("utf-8")
+        return hmac.new(self._fp_key, payload, hashlib.sha256).hexdigest()
+
+    def id_fingerprint(self, item_id: Any) -> str:
+        """Keyed, truncated hash of an item id as written in ``results``."""
+        return hmac.new(self._fp_key, b"id:" + str(item_id).encode("utf-8"), hashlib.sha256).hexdigest()[
+            :_RESULT_ID_HEX
+        ]
+
+    # ------------------------------------------------------------------ writing
+    def _open(self) -> IO[bytes]:
+        if self._fh is None or self._fh.closed:
+            self._fh = open(self._log_path, "ab")  # noqa: SIM115 - kept open across appends
+        return self._fh
+
+    def append(
+        self,
+        action: str,
+        *,
+        principal: str | None,
+        tenant: str | None = None,
+        collection: str | None = None,
+        query: Any = None,
+        query_fingerprint: str | None = None,
+        result_ids: Iterable[Any] = (),
+        outcome: str = "allowed",
+        reason: str = "",
+        detail: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append one record and return it. ``query`` is fingerprinted; ``result_ids`` are keyed."""
+        if outcome not in _OUTCOMES:
+            raise ConfigurationError("outcome must be 'allowed' or 'denied'")
+        fp = (
+            query_fingerprint
+            if query_fingerprint is not None
+            else (None if query is None else self.fingerprint(query))
+        )
+        with self._lock:
+            self._ensure_state()
+            rec: dict[str, Any] = {
+                "seq": self._seq + 1,
+                "time": round(float(self._clock()), 6),
+                "principal": principal,
+                "tenant": tenant,
+                "action": str(action),
+                "collection": collection,
+                "query": fp,
+                "results": [self.id_fingerprint(i) for i in result_ids],
+                "outcome": outcome,
+                "reason": str(reason),
+                "detail": detail or {},
+                "prev": self._head,
+            }
+            rec["mac"] = hmac.new(self._chain_key, _canon(rec), hashlib.sha256).hexdigest()
+            fh = self._open()
+            fh.write(_canon(rec) + b"\n")
+            fh.flush()
+            if self.durable:
+                os.fsync(fh.fileno())
+            self._seq += 1
+            self._head = rec["mac"]
+            self._since_cp += 1
+            if self._since_cp >= self.checkpoint_every:
+                self._write_checkpoint()
+            return rec
+
+    def _write_checkpoint(
+        self, kind: str = "periodic", n: int | None = None, head: str | None = None
+    ) -> None:
+        cp: dict[str, Any] = {
+            "kind": kind,
+            "n": self._seq if n is None else n,
+            "head": self._head if head is None else head,
+            "time": round(float(self._clock()), 6),
+            "prev": self._cp_head,
+        }
+        cp["mac"] = hmac.new(self._cp_key, _canon(cp), hashlib.sha256).hexdigest()
+        with open(self._cp_path, "ab") as fh:
+            fh.write(_canon(cp) + b"\n")
+            fh.flush()
+            if self.durable:
+                os.fsync(fh.fileno())
+        self._cp_head = cp["mac"]
+        self._since_cp = 0
+
+    def checkpoint(self) -> None:
+        """Seal the current head now (also done every ``checkpoint_every`` records and on close)."""
+        with self._lock:
+            if self._loaded and self._since_cp:
+                self._write_checkpoint()
+
+    def close(self) -> None:
+        with self._lock:
+            self.checkpoint()
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading and verifying
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record, oldest first (not verified; call :meth:`verify` for that)."""
+        with open(self._log_path, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+    def verify(self) -> AuditReport:
+        """Check every record and checkpoint; raise AuditIntegrityError naming the first bad one."""
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
+            if not self._cp_path.exists():
+                raise AuditIntegrityError(f"{_CHECKPOINTS} is missing: the audit log cannot be trusted")
+            data = self._log_path.read_bytes() if self._log_path.exists() else b""
+            return self.verify_bytes(data, self._cp_path.read_bytes())
+
+    def verify_bytes(self, data: bytes, checkpoints: bytes) -> AuditReport:
+        """:meth:`verify` on in-memory copies of the log and checkpoint files."""
+        if True:
+            cps = self._verify_checkpoints(checkpoints)
+            base_n, base_head = 0, _GENESIS
+            for cp in cps:
+                if cp["kind"] == "purge":
+                    base_n, base_head = int(cp["n"]), str(cp["head"])
+            if data and not data.endswith(b"\n"):
+                n_lines = data.count(b"\n") + 1
+                raise AuditIntegrityError(
+                    f"audit record {base_n + n_lines} (line {n_lines}) is truncated or altered (no line end)"
+                )
+            lines = data.split(b"\n")[:-1] if data else []
+            heads: dict[int, str] = {base_n: base_head}
+            prev = base_head
+            for i, line in enumerate(lines, start=1):
+                seq = base_n + i
+                where = f"audit record {seq} (line {i})"
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    raise AuditIntegrityError(f"{where} is not valid JSON: altered") from None
+                if not isinstance(rec, dict) or _canon(rec) != line:
+                    raise AuditIntegrityError(f"{where} is not in canonical form: altered")
+                mac = rec.pop("mac", None)
+                if rec.get("seq") != seq:
+                    raise AuditIntegrityError(
+                        f"{where} has sequence number {rec.get('seq')!r}: lines deleted, "
+                        "inserted or reordered"
+                    )
+                if rec.get("prev") != prev:
+                    raise AuditIntegrityError(f"{where} does not chain to the record before it")
+                want = hmac.new(self._chain_key, _canon(rec), hashlib.sha256).hexdigest()
+                if not isinstance(mac, str) or not hmac.compare_digest(mac, want):
+                    raise AuditIntegrityError(f"{where} fails its MAC: altered")
+                prev = mac
+                heads[seq] = mac
+            total = base_n + len(lines)
+            last_n = base_n
+            for j, cp in enumerate(cps, start=1):
+                n = int(cp["n"])
+                if n < base_n:
+                    continue  # sealed a prefix that retention has since purged
+                if n > total:
+                    raise AuditIntegrityError(
+                        f"audit log truncated: checkpoint {j} seals {n} records, log ends at {total}"
+                        f" (first missing: audit record {total + 1})"
+                    )
+                if heads.get(n) != cp["head"]:
+                    raise AuditIntegrityError(f"audit record {n} does not match checkpoint {j}: altered")
+                last_n = max(last_n, n)
+            return AuditReport(
+                records=len(lines),
+                checkpoints=len(cps),
+                first_seq=base_n + 1,
+                head=prev,
+                unsealed=total - last_n,
+            )
+
+    def _verify_checkpoints(self, data: bytes) -> list[dict[str, Any]]:
+        if not data:
+            raise AuditIntegrityError(f"{_CHECKPOINTS} is empty: the audit log cannot be trusted")
+        if not data.endswith(b"\n"):
+            n_cp = data.count(b"\n") + 1
+            raise AuditIntegrityError(f"audit checkpoint {n_cp} is truncated or altered")
+        out: list[dict[str, Any]] = []
+        prev = _GENESIS
+        last_n = -1
+        for j, line in enumerate(data.split(b"\n")[:-1], start=1):
+            where = f"audit checkpoint {j}"
+            try:
+                cp = json.loads(line)
+            except ValueError:
+                raise AuditIntegrityError(f"{where} is not valid JSON: altered") from None
+            if not isinstance(cp, dict) or _canon(cp) != line:
+                raise AuditIntegrityError(f"{where} is not in canonical form: altered")
+            mac = cp.pop("mac", None)
+            want = hmac.new(self._cp_key, _canon(cp), hashlib.sha256).hexdigest()
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, want):
+                raise AuditIntegrityError(f"{where} fails its signature: altered or forged")
+            if cp.get("prev") != prev:
+                raise AuditIntegrityError(
+                    f"{where} does not chain to the checkpoint before it: deleted or reordered"
+                )
+            if not isinstance(cp.get("n"), int) or (cp.get("kind") != "purge" and cp["n"] < last_n):
+                raise AuditIntegrityError(f"{where} goes backwards: reordered")
+            if cp.get("kind") != "purge":
+                last_n = cp["n"]
+            prev = mac
+            out.append(cp)
+        return out
+
+    # ------------------------------------------------------------------ export and retention
+    def export(self, out: IO[str]) -> int:
+        """Verify, then write every record as JSON lines to ``out`` (for a SIEM); returns the count."""
+        self.verify()
+        n = 0
+        for rec in self.records():
+            out.write(json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n")
+            n += 1
+        return n
+
+    def purge_expired(self, *, now: float | None = None) -> int:
+        """Drop records older than ``retention_days`` (verifying first).
+
+        The chain stays verifiable through a signed ``purge`` checkpoint that anchors the first kept
+        record. Returns the number of records dropped.
+        """
+        with self._lock:
+            self.verify()
+            self._ensure_state()
+            cutoff = (self._clock() if now is None else now) - self.retention_days * 86400.0
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            lines = self._log_path.read_bytes().split(b"\n")[:-1]
+            drop = 0
+            for line in lines:
+                if json.loads(line)["time"] >= cutoff:
+                    break
+                drop += 1
+            if drop == 0:
+                return 0
+            last = json.loads(lines[drop - 1])
+            self._write_checkpoint(kind="purge", n=int(last["seq"]), head=str(last["mac"]))
+            tmp = self._log_path.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(line + b"\n" for line in lines[drop:]))
+            os.replace(tmp, self._log_path)
+            self.append("audit.purge", principal=None, detail={"dropped": drop})
+            return drop
