@@ -137,10 +137,10 @@ _ADDRESS_PATTERNS = [
 _NAME_TOKEN = r"[A-Z](?:[a-z]|['’][A-Z])[a-zA-Z'’-]*"
 _TITLE = r"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor|Drs)\.?\s+"
 _NAME_CONTEXT = (
-    r"(?:(?i:patient\s+name|patient|name|pt|attending|physician|radiologist|resident|"
+    r"(?:\b(?i:patient\s+name|patient|name|pt|attending|physician|radiologist|resident|"
     r"referring\s+physician|referring|provider|surgeon|nurse|technologist|"
     r"mother|father|wife|husband|son|daughter|spouse|guardian|next\s+of\s+kin|contact|cc)\s*:\s*|"
-    r"(?i:dictated|signed|reviewed|read|seen|referred|examined|interpreted|transcribed|verified|"
+    r"\b(?i:dictated|signed|reviewed|read|seen|referred|examined|interpreted|transcribed|verified|"
     r"approved|performed|attended)\s+by\s*:?\s*|(?i:electronically\s+signed\s+by)\s*:?\s*)"
 )
 _NOT_SURNAME = frozenset(
