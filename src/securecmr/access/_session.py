@@ -1,0 +1,279 @@
+"""Sessions: a user's authenticated view of a store, and permission-checked collections.
+
+Every call made through a :class:`Session` is authorised against the user's role, confined to the
+user's tenant, filtered by the record-level policies, and leaves exactly one audit record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import CollectionNotFoundError, SecureCMRError
+from ._control import AccessControl
+from ._policy import Policy, compile_policy
+from ._registry import User
+from ._roles import Permission, Role, ScorePrivacy
+
+__all__ = ["GuardedCollection", "Session", "qualify", "unqualify"]
+
+_TENANT_SEP = "~"
+
+
+def qualify(tenant: str | None, name: str) -> str:
+    """The store-level name of a tenant's collection (tenants never see this prefix)."""
+    if not isinstance(name, str) or _TENANT_SEP in name:
+        raise CollectionNotFoundError("no such collection")
+    return name if tenant is None else f"{tenant}{_TENANT_SEP}{name}"
+
+
+def unqualify(tenant: str | None, stored: str) -> str | None:
+    """The tenant-visible name of a store-level collection name, or None if another tenant owns it."""
+    if tenant is None:
+        return None if _TENANT_SEP in stored else stored
+    prefix = f"{tenant}{_TENANT_SEP}"
+    return stored[len(prefix) :] if stored.startswith(prefix) else None
+
+
+class _Collection(Protocol):
+    """What a guarded collection needs from the store's collection."""
+
+    name: str
+
+    def add(self, items: Any) -> Any: ...
+
+    def search(self, **kwargs: Any) -> list[Any]: ...
+
+    def delete(self, ids: Any) -> Any: ...
+
+
+class _Store(Protocol):
+    def create_collection(self, name: str, **kwargs: Any) -> Any: ...
+
+    def collection(self, name: str) -> Any: ...
+
+
+def _and(a: Policy | None, b: Policy | None) -> Policy | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return compile_policy(f"({a.source}) and ({b.source})")
+
+
+_QUERY_KEYS = ("text", "image", "video", "vector", "code")
+
+
+class Session:
+    """An authenticated user's handle on a store. Get one with ``store.session(token)``."""
+
+    def __init__(self, store: _Store, control: AccessControl, user: User) -> None:
+        self._store = store
+        self._control = control
+        self._user = user
+
+    def __repr__(self) -> str:
+        return f"Session(user={self._user.name!r}, role={self._user.role!r})"
+
+    @property
+    def user(self) -> str:
+        return self._user.name
+
+    @property
+    def role(self) -> str:
+        return self._user.role
+
+    @property
+    def tenant(self) -> str | None:
+        return self._user.tenant
+
+    def _fresh_user(self) -> User:
+        """Re-read the user so a revocation takes effect on open sessions too."""
+        from ..errors import AuthenticationError
+
+        user = self._control.registry.users.get(self._user.name)
+        if user is None or user.revoked:
+            self._control.audit.append(
+                "session",
+                principal=self._user.name,
+                tenant=self._user.tenant,
+                outcome="denied",
+                reason="user revoked",
+            )
+            raise AuthenticationError("token revoked; ask an admin for a new one")
+        return user
+
+    # ------------------------------------------------------------------ collections
+    def create_collection(self, name: str, **kwargs: Any) -> GuardedCollection:
+        """Create a collection in the user's tenant (needs the ``manage`` permission)."""
+        user = self._fresh_user()
+        self._control.require(user, Permission.MANAGE, action="collection.create", collection=name)
+        try:
+            inner = self._store.create_collection(qualify(user.tenant, name), **kwargs)
+        except SecureCMRError as exc:
+            self._control.audit.append(
+                "collection.create",
+                principal=user.name,
+                tenant=user.tenant,
+                collection=name,
+                outcome="denied",
+                reason=type(exc).__name__,
+            )
+            raise
+        self._control.audit.append(
+            "collection.create",
+            principal=user.name,
+            tenant=user.tenant,
+            collection=name,
+            detail={"policy": kwargs.get("policy") is not None},
+        )
+        return GuardedCollection(self, inner, name)
+
+    def collection(self, name: str) -> GuardedCollection:
+        """Open a collection of the user's tenant; another tenant's looks exactly like a missing one."""
+        user = self._fresh_user()
+        try:
+            inner = self._store.collection(qualify(user.tenant, name))
+        except CollectionNotFoundError:
+            self._control.audit.append(
+                "collection.open",
+                principal=user.name,
+                tenant=user.tenant,
+                collection=None,
+                query=name,
+                outcome="denied",
+                reason="no such collection",
+            )
+            raise CollectionNotFoundError(
+                "no such collection; check the name (store.collections() lists yours)"
+            ) from None
+        return GuardedCollection(self, inner, name)
+
+    # ------------------------------------------------------------------ audit
+    @property
+    def audit(self) -> Any:
+        """The store's audit log, for roles with ``read_audit``."""
+        user = self._fresh_user()
+        self._control.require(user, Permission.READ_AUDIT, action="audit.read")
+        self._control.audit.append("audit.read", principal=user.name, tenant=user.tenant)
+        return self._control.audit
+
+
+class GuardedCollection:
+    """A collection seen through a session: ``add``/``search``/``delete`` are checked and audited."""
+
+    def __init__(self, session: Session, inner: _Collection, name: str) -> None:
+        self._session = session
+        self._inner = inner
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"GuardedCollection({self.name!r}, user={self._session.user!r})"
+
+    @property
+    def _control(self) -> AccessControl:
+        return self._session._control
+
+    def _audit(self, user: User, action: str, **kw: Any) -> None:
+        self._control.audit.append(
+            action, principal=user.name, tenant=user.tenant, collection=self.name, **kw
+        )
+
+    def _collection_policy(self) -> Policy | None:
+        src = getattr(self._inner, "policy", None)
+        if src is None:
+            return None
+        return src if isinstance(src, Policy) else compile_policy(str(src))
+
+    def _privacy(self, role: Role) -> ScorePrivacy:
+        cfg = getattr(self._inner, "score_privacy", None)
+        base = cfg if isinstance(cfg, ScorePrivacy) else ScorePrivacy()
+        return base.merge(role.privacy)
+
+    # ------------------------------------------------------------------ calls
+    def add(self, items: Any) -> Any:
+        user = self._session._fresh_user()
+        self._control.require(user, Permission.ADD, action="add", collection=self.name)
+        items = list(items) if not isinstance(items, list) else items
+        ids = [getattr(it, "id", None) for it in items]
+        try:
+            out = self._inner.add(items)
+        except SecureCMRError as exc:
+            self._audit(user, "add", result_ids=ids, outcome="denied", reason=type(exc).__name__)
+            raise
+        self._audit(user, "add", result_ids=ids, detail={"count": len(items)})
+        return out
+
+    def delete(self, ids: Any) -> Any:
+        user = self._session._fresh_user()
+        self._control.require(user, Permission.DELETE, action="delete", collection=self.name)
+        ids = [ids] if isinstance(ids, str | int) else list(ids)
+        try:
+            out = self._inner.delete(ids)
+        except SecureCMRError as exc:
+            self._audit(user, "delete", result_ids=ids, outcome="denied", reason=type(exc).__name__)
+            raise
+        self._audit(user, "delete", result_ids=ids, detail={"count": len(ids)})
+        return out
+
+    def search(self, *, k: int = 10, **kwargs: Any) -> list[Any]:
+        """Search only the items the user may see; returns up to ``k`` authorised hits."""
+        user = self._session._fresh_user()
+        role = self._control.require(user, Permission.SEARCH, action="search", collection=self.name)
+        query = next((kwargs[key] for key in _QUERY_KEYS if kwargs.get(key) is not None), None)
+        fp = self._control.audit.fingerprint(query) if query is not None else None
+        if role.max_k is not None:
+            k = min(k, role.max_k)
+        policy = _and(self._collection_policy(), role.policy)
+        try:
+            if policy is None:
+                hits = list(self._inner.search(k=k, **kwargs))
+            else:
+                hits = self._filtered_search(policy, user, k, kwargs)
+        except SecureCMRError as exc:
+            self._audit(user, "search", query_fingerprint=fp, outcome="denied", reason=type(exc).__name__)
+            raise
+        privacy = self._privacy(role)
+        if privacy.active:
+            hits = [_with_score(h, privacy.apply(float(h.score))) for h in hits]
+        self._audit(user, "search", query_fingerprint=fp, result_ids=[h.id for h in hits], detail={"k": k})
+        return hits
+
+    def _filtered_search(self, policy: Policy, user: User, k: int, kwargs: dict[str, Any]) -> list[Any]:
+        ctx = user.policy_context()
+        allowed_search = getattr(self._inner, "search_allowed", None)
+        rows = getattr(self._inner, "attribute_rows", None)
+        if callable(allowed_search) and callable(rows):
+            table, _row_ids = rows()
+            mask = policy.mask(table, ctx)
+            return list(allowed_search(np.flatnonzero(mask), k=k, **kwargs))
+        return _overfetch(
+            lambda n: self._inner.search(k=n, **kwargs), lambda h: policy.allows(h.attrs, ctx), k
+        )
+
+
+def _overfetch(search: Callable[[int], Sequence[Any]], keep: Callable[[Any], bool], k: int) -> list[Any]:
+    """Search with a growing ``k`` until ``k`` hits pass ``keep`` or the collection is exhausted."""
+    if k <= 0:
+        return []
+    fetch = max(4 * k, 32)
+    while True:
+        hits = list(search(fetch))
+        kept = [h for h in hits if keep(h)]
+        if len(kept) >= k or len(hits) < fetch:
+            return kept[:k]
+        fetch *= 4
+
+
+def _with_score(hit: Any, score: float) -> Any:
+    if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
+        return dataclasses.replace(hit, score=score)
+    hit.score = score
+    return hit
+
+
+def ids_of(hits: Iterable[Any]) -> list[Any]:
+    return [h.id for h in hits]
