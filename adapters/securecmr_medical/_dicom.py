@@ -247,7 +247,8 @@ class DicomDeidentifier:
         if meta is not None and "MediaStorageSOPInstanceUID" in meta:
             meta.MediaStorageSOPInstanceUID = self.replace_uid(str(meta.MediaStorageSOPInstanceUID))
         out.PatientIdentityRemoved = "YES"
-        out.DeidentificationMethod = "PS3.15 Annex E " + "; ".join(m for _, m in self.method_codes)
+        # LO (64 chars at most): the profile and option codes; the full meanings are in (0012,0064)
+        out.DeidentificationMethod = "PS3.15 Annex E " + " ".join(c for c, _ in self.method_codes)
         seq = []
         for value, meaning in self.method_codes:
             item = pydicom.Dataset()
