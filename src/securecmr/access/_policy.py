@@ -312,6 +312,8 @@ def _norm(v: Any) -> Any:
         return tuple(_norm(x) for x in v)
     if isinstance(v, (set, frozenset)):
         return tuple(sorted((_norm(x) for x in v), key=repr))
+    if isinstance(v, dict):
+        return tuple(sorted(((str(k), _norm(x)) for k, x in v.items()), key=repr))
     if isinstance(v, np.generic):
         return v.item()
     return v
@@ -358,8 +360,8 @@ def _truth(v: Any) -> bool | None:
 class AttributeTable:
     """Item attributes stored column-wise so a policy evaluates over many items at once.
 
-    Each attribute is one column of int32 codes into a small vocabulary of distinct values
-    (``-1`` = attribute absent). A comparison against a per-user constant is computed once per
+    Each attribute is one column of integer codes into a small vocabulary of distinct values
+    (code ``0`` = attribute absent, code ``c`` = ``vocab[c - 1]``). A comparison against a per-user constant is computed once per
     distinct value and gathered through the codes, so a million items cost one ``take``.
     Rows are appended in order; row ``i`` is the ``i``-th item handed to :meth:`append`.
     """
@@ -380,11 +382,11 @@ class AttributeTable:
     def _grow(self, name: str, capacity: int) -> np.ndarray:
         col = self._codes.get(name)
         if col is None:
-            col = np.full(max(capacity, 16), -1, dtype=np.int32)
+            col = np.zeros(max(capacity, 16), dtype=np.intp)
             self._vocab[name] = []
             self._index[name] = {}
         elif col.shape[0] < capacity:
-            new = np.full(max(capacity, 2 * col.shape[0]), -1, dtype=np.int32)
+            new = np.zeros(max(capacity, 2 * col.shape[0]), dtype=np.intp)
             new[: col.shape[0]] = col
             col = new
         self._codes[name] = col
@@ -395,9 +397,9 @@ class AttributeTable:
         key = (type(value).__name__ if not _is_num(value) else "num", value)
         code = index.get(key)
         if code is None:
+            self._vocab[name].append(value)
             code = len(self._vocab[name])
             index[key] = code
-            self._vocab[name].append(value)
         return code
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -420,21 +422,21 @@ class AttributeTable:
             raise PolicyError("column codes must be a 1-d array of indices into vocab (or -1)")
         start, end = self._n, self._n + codes.shape[0]
         col = self._grow(name, end)
-        remap = np.array([self._code(name, _norm(v)) for v in vocab] + [-1], dtype=np.int32)
-        col[start:end] = remap[codes]
+        remap = np.array([self._code(name, _norm(v)) for v in vocab] + [0], dtype=np.intp)
+        col[start:end] = np.take(remap, codes)
         for other in self._codes:
             self._grow(other, end)
         self._n = end
 
     def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:
-        """The code column (length ``len(self)``) and vocabulary of ``name``; absent -> all ``-1``."""
+        """The code column (length ``len(self)``, ``0`` = absent) and vocabulary of ``name``."""
         if name not in self._codes:
-            return np.full(self._n, -1, dtype=np.int32), []
+            return np.zeros(self._n, dtype=np.intp), []
         return self._codes[name][: self._n], self._vocab[name]
 
     def value(self, name: str, row: int) -> Any:
-        code = int(self._codes[name][row]) if name in self._codes else -1
-        return _MISSING if code < 0 else self._vocab[name][code]
+        code = int(self._codes[name][row]) if name in self._codes else 0
+        return _MISSING if code == 0 else self._vocab[name][code - 1]
 
     def row(self, i: int) -> dict[str, Any]:
         return {n: v for n in self._codes if (v := self.value(n, i)) is not _MISSING}
@@ -524,29 +526,33 @@ class Policy:
     # -- many items
     def mask(self, table: AttributeTable, user: Mapping[str, Any]) -> np.ndarray:
         """Boolean array over the table's rows: True where the policy admits the item."""
-        true, _ = self._evaln(self._ast, table, user)
+        true, _ = self._evaln(self._ast, table, user, False)
         return true
 
-    def _evaln(self, node: Node, table: AttributeTable, user: Mapping[str, Any]) -> _Tri:
+    def _evaln(self, node: Node, table: AttributeTable, user: Mapping[str, Any], need_f: bool = True) -> _Tri:
+        """(true mask, false mask); when ``need_f`` is False the second mask is meaningless."""
         n = len(table)
         if isinstance(node, Cmp):
-            return self._cmpn(node, table, user)
+            return self._cmpn(node, table, user, need_f)
         if isinstance(node, Not):
-            t, f = self._evaln(node.arg, table, user)
+            t, f = self._evaln(node.arg, table, user, True)
             return f, t
         if isinstance(node, Truth):
             return self._unary(node.arg, table, user, _truth)
         if isinstance(node, BoolOp):
-            parts = [self._evaln(a, table, user) for a in node.args]
+            parts = [self._evaln(a, table, user, need_f) for a in node.args]
             t, f = parts[0]
-            t, f = t.copy(), f.copy()
+            t = t.copy()
+            f = f.copy() if need_f else t
             for pt, pf in parts[1:]:
                 if node.op == "and":
                     t &= pt
-                    f |= pf
+                    if need_f:
+                        f |= pf
                 else:
                     t |= pt
-                    f &= pf
+                    if need_f:
+                        f &= pf
             return t, f
         z = np.zeros(n, dtype=bool)
         return z, z.copy()
@@ -561,7 +567,7 @@ class Policy:
         v = fn(self._value1(node, {}, user) if not isinstance(node, Ref) else _user_value(user, node.name))
         return _const(n, v)
 
-    def _cmpn(self, node: Cmp, table: AttributeTable, user: Mapping[str, Any]) -> _Tri:
+    def _cmpn(self, node: Cmp, table: AttributeTable, user: Mapping[str, Any], need_f: bool = True) -> _Tri:
         n = len(table)
         left = node.left if isinstance(node.left, Ref) and node.left.root == "item" else None
         right = node.right if isinstance(node.right, Ref) and node.right.root == "item" else None
@@ -575,12 +581,11 @@ class Policy:
             return _const(n, _compare(node.op, const(node.left), const(node.right)))
         if left is not None and right is None:
             codes, vocab = table.codes(left.name)
-            c = const(node.right)
-            return _gather(codes, [_compare(node.op, v, c) for v in vocab])
+            return _gather(codes, _compare_vocab(node.op, vocab, const(node.right)), need_f)
         if right is not None and left is None:
             codes, vocab = table.codes(right.name)
             c = const(node.left)
-            return _gather(codes, [_compare(node.op, c, v) for v in vocab])
+            return _gather(codes, [_compare(node.op, c, v) for v in vocab], need_f)
         # item vs item: row by row (rare)
         t = np.zeros(n, dtype=bool)
         f = np.zeros(n, dtype=bool)
@@ -595,16 +600,42 @@ class Policy:
         return t, f
 
 
+def _hkey(v: Any) -> tuple[str, Any]:
+    return ("num", v) if _is_num(v) else (type(v).__name__, v)
+
+
+def _compare_vocab(op: str, vocab: list[Any], c: Any) -> list[bool | None]:
+    """``_compare(op, v, c)`` for every distinct value ``v``; membership tests use a hash set."""
+    if op in ("in", "not in", "==", "!=") and c is not _MISSING and c is not None:
+        members = c if op in ("in", "not in") and isinstance(c, tuple) else (c,)
+        try:
+            keys = {_hkey(x) for x in members}
+        except TypeError:
+            keys = None
+        if keys is not None:
+            positive = op in ("in", "==")
+            out: list[bool | None] = []
+            for v in vocab:
+                if v is None or isinstance(v, tuple):
+                    out.append(_compare(op, v, c))
+                else:
+                    out.append((_hkey(v) in keys) == positive)
+            return out
+    return [_compare(op, v, c) for v in vocab]
+
+
 def _const(n: int, v: bool | None) -> _Tri:
     return np.full(n, v is True, dtype=bool), np.full(n, v is False, dtype=bool)
 
 
-def _gather(codes: np.ndarray, results: list[bool | None]) -> _Tri:
-    """Map per-vocabulary results onto rows; code ``-1`` (absent) is unknown."""
-    lut_t = np.array([r is True for r in results] + [False], dtype=bool)
-    lut_f = np.array([r is False for r in results] + [False], dtype=bool)
-    # code -1 indexes the trailing False of each table
-    return lut_t[codes], lut_f[codes]
+def _gather(codes: np.ndarray, results: list[bool | None], need_f: bool = True) -> _Tri:
+    """Map per-vocabulary results onto rows; code ``0`` (absent) is unknown."""
+    lut_t = np.array([False] + [r is True for r in results], dtype=bool)
+    t = np.take(lut_t, codes)
+    if not need_f:
+        return t, t  # the false mask is not used by the caller
+    lut_f = np.array([False] + [r is False for r in results], dtype=bool)
+    return t, np.take(lut_f, codes)
 
 
 def compile_policy(source: str) -> Policy:
