@@ -1,0 +1,201 @@
+"""The query event and the append-only query log.
+
+An event records *that* a principal searched and what came back, never *what* was asked:
+the query is kept only as the store's salted code, and result ids only as keyed fingerprints.
+When the store is encrypted the log lines are sealed with the store's sealing functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityError, MonitorError
+
+__all__ = ["QueryEvent", "QueryLog", "keyed_id"]
+
+_FORMAT = 1
+
+
+def keyed_id(key: bytes, item_id: object) -> str:
+    """A stable, keyed fingerprint of an item id (16 hex chars); the raw id cannot be read back."""
+    return hmac.new(key, str(item_id).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class QueryEvent:
+    """One search as the monitor sees it.
+
+    ``code`` is the salted query code (packed bits, as bytes), ``result_ids`` are keyed
+    fingerprints (see :func:`keyed_id`), ``top1``/``top2`` are the best two scores (``1 -
+    hamming / bits``; ``None`` when fewer results came back) and ``denied`` marks a search
+    refused by access control or by the guard.
+    """
+
+    principal: str
+    time: float
+    collection: str
+    k: int
+    code: bytes
+    result_ids: tuple[str, ...] = ()
+    top1: float | None = None
+    top2: float | None = None
+    denied: bool = False
+    tenant: str | None = None
+    collection_size: int = 0
+    bits: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:  # no code, no ids
+        return (
+            f"QueryEvent(principal={self.principal!r}, time={self.time:.3f}, collection={self.collection!r},"
+            f" k={self.k}, results={len(self.result_ids)}, denied={self.denied})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p": self.principal,
+            "t": self.time,
+            "c": self.collection,
+            "k": self.k,
+            "q": self.code.hex(),
+            "r": list(self.result_ids),
+            "s1": self.top1,
+            "s2": self.top2,
+            "d": self.denied,
+            "tn": self.tenant,
+            "n": self.collection_size,
+            "b": self.bits or len(self.code) * 8,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueryEvent:
+        try:
+            return cls(
+                principal=str(d["p"]),
+                time=float(d["t"]),
+                collection=str(d["c"]),
+                k=int(d["k"]),
+                code=bytes.fromhex(d["q"]),
+                result_ids=tuple(str(r) for r in d["r"]),
+                top1=None if d["s1"] is None else float(d["s1"]),
+                top2=None if d["s2"] is None else float(d["s2"]),
+                denied=bool(d["d"]),
+                tenant=None if d.get("tn") is None else str(d["tn"]),
+                collection_size=int(d.get("n", 0)),
+                bits=int(d.get("b", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MonitorError(f"malformed query event ({type(exc).__name__})") from None
+
+
+class QueryLog:
+    """Append-only log of :class:`QueryEvent` (JSON lines, optionally sealed line by line).
+
+    ``path=None`` keeps the log in memory (simulations, tests). ``seal``/``unseal`` turn a
+    line's bytes into an opaque token and back (the store passes its own sealing functions);
+    sealed lines are written as hex. Existing lines are never rewritten.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        seal: Callable[[bytes], bytes] | None = None,
+        unseal: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        if (seal is None) != (unseal is None):
+            raise MonitorError("pass both seal and unseal, or neither")
+        self._path = None if path is None else Path(path)
+        self._seal = seal
+        self._unseal = unseal
+        self._memory: list[QueryEvent] = []
+        self._lock = threading.Lock()
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        where = "memory" if self._path is None else str(self._path)
+        return f"QueryLog({where}, sealed={self._seal is not None})"
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    def append(self, event: QueryEvent) -> None:
+        """Append one event."""
+        self.extend((event,))
+
+    def extend(self, events: Iterable[QueryEvent]) -> None:
+        """Append events in order."""
+        events = list(events)
+        with self._lock:
+            if self._path is None:
+                self._memory.extend(events)
+                return
+            lines = []
+            for ev in events:
+                raw = json.dumps(ev.to_dict(), separators=(",", ":")).encode("utf-8")
+                if self._seal is not None:
+                    raw = b"s" + self._seal(raw).hex().encode("ascii")
+                lines.append(raw + b"\n")
+            with open(self._path, "ab") as fh:
+                fh.write(b"".join(lines))
+                fh.flush()
+
+    def __iter__(self) -> Iterator[QueryEvent]:
+        return self.events()
+
+    def events(self) -> Iterator[QueryEvent]:
+        """Iterate over every event, oldest first."""
+        if self._path is None:
+            yield from list(self._memory)
+            return
+        if not self._path.exists():
+            return
+        with open(self._path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                line = line.rstrip(b"\n")
+                if not line:
+                    continue
+                yield self._decode(line, lineno)
+
+    def _decode(self, line: bytes, lineno: int) -> QueryEvent:
+        try:
+            if line.startswith(b"s"):
+                if self._unseal is None:
+                    raise MonitorError("the query log is sealed: open it through the store")
+                line = self._unseal(bytes.fromhex(line[1:].decode("ascii")))
+            d = json.loads(line)
+        except MonitorError:
+            raise
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"query log {self._path}: line {lineno} is corrupt") from None
+        if not isinstance(d, dict):
+            raise IntegrityError(f"query log {self._path}: line {lineno} is corrupt")
+        return QueryEvent.from_dict(d)
+
+    def __len__(self) -> int:
+        if self._path is None:
+            return len(self._memory)
+        return sum(1 for _ in self.events())
+
+    def by_principal(self) -> dict[str, list[QueryEvent]]:
+        """Events grouped by principal, each list in time order."""
+        out: dict[str, list[QueryEvent]] = {}
+        for ev in self.events():
+            out.setdefault(ev.principal, []).append(ev)
+        for evs in out.values():
+            evs.sort(key=lambda e: e.time)
+        return out
+
+
+def events_sorted(events: Sequence[QueryEvent]) -> list[QueryEvent]:
+    return sorted(events, key=lambda e: e.time)

@@ -1,0 +1,233 @@
+"""Per-principal sliding-window features over the query log.
+
+:class:`PrincipalTracker` consumes one principal's events in time order and, every ``stride``
+events once it has ``min_events``, emits a feature vector over its last ``window`` events.
+The same tracker runs offline (fitting, reports) and online (the guard), so both see
+exactly the same numbers. Costs are bounded: a window, a ring of earlier query codes and a
+set of keyed result ids per principal.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ._events import QueryEvent
+
+__all__ = ["FEATURE_NAMES", "PrincipalTracker", "hour_profile", "principal_features"]
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_rate",  # log1p(queries per hour over the window)
+    "log_gap_median",  # log1p(median inter-arrival, seconds)
+    "gap_cv",  # inter-arrival coefficient of variation (burstiness)
+    "coverage",  # distinct result ids in the window / collection size
+    "distinct_ratio",  # distinct result ids / result ids returned
+    "novelty",  # share of the window's distinct results never returned to this principal before
+    "cumulative_coverage",  # distinct ids ever returned to this principal / collection size
+    "overlap",  # mean Jaccard overlap of consecutive result sets
+    "dispersion",  # mean pairwise Hamming distance of the window's query codes / bits
+    "prada_w",  # Shapiro-Wilk W of each query's min distance to earlier queries (PRADA)
+    "near_duplicates",  # share of queries within a few bits of an earlier query (SEAT)
+    "top1_mean",  # mean best score
+    "top1_std",
+    "margin_mean",  # mean top-1 minus top-2 score
+    "log_k_mean",  # log of mean k requested
+    "denial_rate",
+    "off_hours",  # share of queries at hours this principal rarely works
+)
+
+_HOURS = 24
+
+
+def hour_profile(times: Iterable[float], *, smoothing: float = 0.5) -> np.ndarray:
+    """Share of activity per UTC hour (24 values summing to 1), lightly smoothed."""
+    counts = np.full(_HOURS, smoothing / _HOURS, dtype=np.float64)
+    for t in times:
+        counts[int(t // 3600) % _HOURS] += 1.0
+    return counts / counts.sum()
+
+
+def _popcount_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed code rows a (m, nb) and b (n, nb) -> (m, n)."""
+    x = np.bitwise_xor(a[:, None, :], b[None, :, :])
+    return np.bitwise_count(x).sum(axis=2, dtype=np.int64)
+
+
+class PrincipalTracker:
+    """Rolling state for one principal; :meth:`push` returns a feature row every ``stride`` events."""
+
+    def __init__(
+        self,
+        *,
+        window: int = 48,
+        stride: int = 8,
+        min_events: int = 24,
+        history: int = 256,
+        near_duplicate_bits: int | None = None,
+        profile: np.ndarray | None = None,
+        off_hours_share: float = 0.02,
+    ) -> None:
+        self.window = window
+        self.stride = stride
+        self.min_events = min_events
+        self.near_duplicate_bits = near_duplicate_bits
+        self.profile = profile
+        self.off_hours_share = off_hours_share
+        self.count = 0
+        self._events: deque[QueryEvent] = deque(maxlen=window)
+        self._mind: deque[float] = deque(maxlen=window)  # min distance of each windowed query
+        self._codes: deque[np.ndarray] = deque(maxlen=history)
+        self._pending = 0
+        self._seen: set[str] = set()
+        self._seen_before_window: deque[frozenset[str]] = deque(maxlen=window)
+
+    def __repr__(self) -> str:
+        return f"PrincipalTracker(events={self.count}, window={self.window}, stride={self.stride})"
+
+    def push(self, event: QueryEvent) -> np.ndarray | None:
+        """Add one event; every ``stride`` events (after ``min_events``) return the window's features."""
+        self._codes.append(np.frombuffer(event.code, dtype=np.uint8))
+        self._pending += 1
+        new_ids = frozenset(r for r in event.result_ids if r not in self._seen)
+        self._seen.update(new_ids)
+        self._seen_before_window.append(new_ids)
+        self._events.append(event)
+        self.count += 1
+        if self.count >= self.min_events and self.count % self.stride == 0:
+            return self.features()
+        return None
+
+    def _settle(self) -> None:
+        """Min Hamming distance of each not-yet-measured query to the principal's earlier queries."""
+        p = min(self._pending, len(self._codes))
+        self._pending = 0
+        if p == 0:
+            return
+        codes = list(self._codes)
+        width = codes[-1].size
+        bits = self._events[-1].bits or width * 8
+        if any(c.size != width for c in codes):
+            self._mind.extend([1.0] * p)
+            return
+        mat = np.stack(codes)
+        h = len(codes)
+        dist = _popcount_dist(mat[h - p :], mat).astype(np.float64)
+        own = np.arange(h - p, h)[:, None]
+        dist[np.arange(h)[None, :] >= own] = np.inf  # only earlier queries count
+        mind = dist.min(axis=1) / bits
+        self._mind.extend(np.where(np.isfinite(mind), mind, 1.0).tolist())
+
+    def features(self) -> np.ndarray:
+        """The feature row over the current window (see :data:`FEATURE_NAMES`)."""
+        self._settle()
+        evs = list(self._events)
+        n = len(evs)
+        times = np.array([e.time for e in evs], dtype=np.float64)
+        gaps = np.diff(times) if n > 1 else np.zeros(1)
+        span = max(float(times[-1] - times[0]), 1.0)
+        rate = (n - 1) / span * 3600.0 if n > 1 else 0.0
+        gap_mean = float(gaps.mean())
+        gap_cv = float(gaps.std() / gap_mean) if gap_mean > 0 else 0.0
+
+        size = max((e.collection_size for e in evs), default=0)
+        returned = [r for e in evs for r in e.result_ids]
+        distinct = set(returned)
+        coverage = len(distinct) / size if size > 0 else 0.0
+        distinct_ratio = len(distinct) / len(returned) if returned else 0.0
+        new_in_window: set[str] = set().union(*self._seen_before_window) if self._seen_before_window else set()
+        novelty = len(new_in_window & distinct) / len(distinct) if distinct else 0.0
+        cumulative = len(self._seen) / size if size > 0 else 0.0
+
+        overlaps = []
+        for a, b in zip(evs, evs[1:]):
+            sa, sb = set(a.result_ids), set(b.result_ids)
+            if sa or sb:
+                overlaps.append(len(sa & sb) / len(sa | sb))
+        overlap = float(np.mean(overlaps)) if overlaps else 0.0
+
+        codes = list(self._codes)[-n:]
+        bits = evs[-1].bits or codes[-1].size * 8
+        if len({c.size for c in codes}) == 1 and n > 1:
+            mat = np.stack(codes)
+            dm = _popcount_dist(mat, mat)
+            dispersion = float(dm[np.triu_indices(n, 1)].mean()) / bits
+        else:
+            dispersion = 0.0
+
+        mind = np.array(self._mind, dtype=np.float64)
+        prada = _shapiro_w(mind)
+        nd_bits = self.near_duplicate_bits if self.near_duplicate_bits is not None else max(1, bits // 20)
+        near_dup = float(np.mean(mind * bits <= nd_bits))
+
+        top1 = np.array([e.top1 for e in evs if e.top1 is not None], dtype=np.float64)
+        margins = np.array(
+            [e.top1 - e.top2 for e in evs if e.top1 is not None and e.top2 is not None], dtype=np.float64
+        )
+        top1_mean = float(top1.mean()) if top1.size else 0.0
+        top1_std = float(top1.std()) if top1.size else 0.0
+        margin = float(margins.mean()) if margins.size else 0.0
+        k_mean = float(np.mean([e.k for e in evs]))
+        denials = float(np.mean([e.denied for e in evs]))
+        if self.profile is not None:
+            hours = (times // 3600).astype(np.int64) % _HOURS
+            off = float(np.mean(self.profile[hours] < self.off_hours_share))
+        else:
+            off = 0.0
+        return np.array(
+            [
+                math.log1p(rate),
+                math.log1p(float(np.median(gaps))),
+                gap_cv,
+                coverage,
+                distinct_ratio,
+                novelty,
+                cumulative,
+                overlap,
+                dispersion,
+                prada,
+                near_dup,
+                top1_mean,
+                top1_std,
+                margin,
+                math.log(max(k_mean, 1.0)),
+                denials,
+                off,
+            ],
+            dtype=np.float64,
+        )
+
+
+def _shapiro_w(x: np.ndarray) -> float:
+    if x.size < 3 or float(np.ptp(x)) == 0.0:
+        return 0.0  # a constant distance profile is as far from normal as it gets
+    from scipy.stats import shapiro
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(shapiro(x).statistic)
+
+
+def principal_features(
+    events: Sequence[QueryEvent],
+    *,
+    window: int = 48,
+    stride: int = 8,
+    min_events: int = 24,
+    profile: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Feature rows for one principal's events (time order) and the event count at each row."""
+    tr = PrincipalTracker(window=window, stride=stride, min_events=min_events, profile=profile)
+    rows: list[np.ndarray] = []
+    ends: list[int] = []
+    for ev in sorted(events, key=lambda e: e.time):
+        row = tr.push(ev)
+        if row is not None:
+            rows.append(row)
+            ends.append(tr.count)
+    if not rows:
+        return np.zeros((0, len(FEATURE_NAMES))), []
+    return np.stack(rows), ends
