@@ -7,10 +7,10 @@ import re
 
 import numpy as np
 import pytest
-
-from securecmr.errors import ConfigurationError, EmptyInputError
 from securecmr_medical import TextDeidentifier, evaluate_deidentifier, inject_phi
 from securecmr_medical.errors import EmptyReportError
+
+from securecmr.errors import ConfigurationError, EmptyInputError
 
 # Small report snippets written for the tests (radiology style, no real patient data).
 SNIPPETS = [
@@ -41,9 +41,23 @@ def test_categories_are_removed_and_clinical_text_kept() -> None:
         "10.2.33.4, SSN 123-45-6789. " + SNIPPETS[0]
     )
     result = TextDeidentifier().deidentify(text)
-    for secret in ("Walter", "Kowalski", "48213377", "03/14/1931", "Okafor", "March 3, 2019", "94",
-                   "201-4477", "201-4478", "wk@example.org", "Cedar Lane", "62704", "portal.example.org",
-                   "10.2.33.4", "123-45-6789"):
+    for secret in (
+        "Walter",
+        "Kowalski",
+        "48213377",
+        "03/14/1931",
+        "Okafor",
+        "March 3, 2019",
+        "94",
+        "201-4477",
+        "201-4478",
+        "wk@example.org",
+        "Cedar Lane",
+        "62704",
+        "portal.example.org",
+        "10.2.33.4",
+        "123-45-6789",
+    ):
         assert secret not in result.text, secret
     assert SNIPPETS[0] in result.text
     counts = result.report.counts()
@@ -82,7 +96,9 @@ def test_date_shift_is_consistent_per_patient_and_keyed() -> None:
     d0, d1 = (dt.date.fromisoformat(x) for x in dates)
     assert (d1 - d0).days == 10  # intervals kept
     assert dates[0] in b  # same patient, same shift
-    other = TextDeidentifier(date_mode="shift", shift_key=b"z" * 32).deidentify("2020-03-10", patient_key="p1")
+    other = TextDeidentifier(date_mode="shift", shift_key=b"z" * 32).deidentify(
+        "2020-03-10", patient_key="p1"
+    )
     c = d.deidentify("2020-03-10", patient_key="p2").text
     assert len({dates[0], other.text, c}) >= 2
     assert "k" * 32 not in repr(d)

@@ -168,7 +168,11 @@ def read_dicom(
 
 
 def dataset_to_image(
-    ds: Any, *, item: str = "instance", allow_identified: bool = False, window: tuple[float, float] | None = None
+    ds: Any,
+    *,
+    item: str = "instance",
+    allow_identified: bool = False,
+    window: tuple[float, float] | None = None,
 ) -> DicomImage:
     """Like :func:`read_dicom` for an already-loaded pydicom ``Dataset``."""
     deid = is_deidentified(ds)
@@ -267,7 +271,9 @@ class DicomDeidentifier:
         try:
             ds = pydicom.dcmread(os.fspath(src))
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
-            raise DicomReadError(f"{_name(src)!r} is not a readable DICOM file ({type(exc).__name__})") from exc
+            raise DicomReadError(
+                f"{_name(src)!r} is not a readable DICOM file ({type(exc).__name__})"
+            ) from exc
         self.deidentify(ds).save_as(os.fspath(dst))
 
     def _apply(self, ds: Any, pydicom: Any) -> None:

@@ -67,7 +67,9 @@ def load_medpix(
     descriptions = json.loads((base / "Descriptions.json").read_text(encoding="utf-8"))
     cases: dict[str, Mapping[str, Any]] = {}
     if (base / "Case_topic.json").is_file():
-        cases = {c["U_id"]: c.get("Case") or {} for c in json.loads((base / "Case_topic.json").read_text("utf-8"))}
+        cases = {
+            c["U_id"]: c.get("Case") or {} for c in json.loads((base / "Case_topic.json").read_text("utf-8"))
+        }
     split_of: dict[str, str] = {}
     uid_file = base / "splits" / "uid_list.json"
     if uid_file.is_file():
@@ -161,7 +163,9 @@ def load_iu_xray(
                         raise MissingImageError(f"IU X-Ray study {sid!r}: image {rels[0]!r} is missing")
                     image = str(img)
                 records.append(
-                    MedicalRecord(sid, result.text, image, (), {"split": name, "modality": "XR"}, result.report)
+                    MedicalRecord(
+                        sid, result.text, image, (), {"split": name, "modality": "XR"}, result.report
+                    )
                 )
                 report.loaded += 1
                 report.add_deid(result.report)
@@ -195,7 +199,9 @@ class DicomCase:
         if isinstance(self.report, os.PathLike):
             p = Path(self.report)
             if not p.is_file():
-                raise DocumentError(f"case report file {p.name!r} is missing; add the report or drop the case")
+                raise DocumentError(
+                    f"case report file {p.name!r} is missing; add the report or drop the case"
+                )
             return p.read_text("utf-8", errors="replace")
         return "" if self.report is None else str(self.report)
 

@@ -70,4 +70,5 @@ class IngestReport:
         }
 
     def __repr__(self) -> str:
-        return f"IngestReport(loaded={self.loaded}, skipped={len(self.skipped)}, phi_removed={dict(self.phi_removed)})"
+        removed = dict(self.phi_removed)
+        return f"IngestReport(loaded={self.loaded}, skipped={len(self.skipped)}, phi_removed={removed})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,23 +26,121 @@ __all__ = ["DeidEvaluation", "InjectedText", "evaluate_deidentifier", "inject_ph
 
 # Synthetic identities (invented; any resemblance is coincidence). Surnames include ones that are
 # also English words (Young, White, Hill) on purpose: they test the cost of name propagation.
-_FIRST = (
-    "John Mary Robert Patricia Michael Linda William Barbara David Elizabeth James Jennifer Richard "
-    "Susan Joseph Margaret Thomas Dorothy Charles Helen Daniel Karen Walter Ruth Frank Gloria Eugene "
-    "Edna Howard Mildred Vincent Agnes Harold Lucille Leonard Beatrice"
-).split()
-_LAST = (
-    "Smith Johnson Williams Nguyen Garcia Kowalski O'Brien McDonald Schneider Okafor Tanaka "
-    "Fitzgerald Novak Haddad Petrov Lindqvist Abernathy Castellano Delacroix Hernandez Morrison "
-    "Patel Rosenberg Sullivan Whitaker Yamamoto Zielinski Brennan Caldwell Donovan Young White Hill"
-).split()
-_STREETS = "Oak Maple Cedar Elm Washington Lincoln Park Lake Hillcrest Sunset Ridge Meadow".split()
-_SUFFIX = "Street St. Avenue Ave. Road Drive Lane Boulevard Court Way".split()
-_CITIES = "Springfield Riverside Franklin Greenville Bristol Clinton Fairview Salem Madison Georgetown".split()
-_STATES = "IL CA TX NY OH PA MA WA GA MI".split()
-_MONTHS = (
-    "January February March April May June July August September October November December".split()
-)
+_FIRST = [
+    "John",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "Michael",
+    "Linda",
+    "William",
+    "Barbara",
+    "David",
+    "Elizabeth",
+    "James",
+    "Jennifer",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Margaret",
+    "Thomas",
+    "Dorothy",
+    "Charles",
+    "Helen",
+    "Daniel",
+    "Karen",
+    "Walter",
+    "Ruth",
+    "Frank",
+    "Gloria",
+    "Eugene",
+    "Edna",
+    "Howard",
+    "Mildred",
+    "Vincent",
+    "Agnes",
+    "Harold",
+    "Lucille",
+    "Leonard",
+    "Beatrice",
+]
+_LAST = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Nguyen",
+    "Garcia",
+    "Kowalski",
+    "O'Brien",
+    "McDonald",
+    "Schneider",
+    "Okafor",
+    "Tanaka",
+    "Fitzgerald",
+    "Novak",
+    "Haddad",
+    "Petrov",
+    "Lindqvist",
+    "Abernathy",
+    "Castellano",
+    "Delacroix",
+    "Hernandez",
+    "Morrison",
+    "Patel",
+    "Rosenberg",
+    "Sullivan",
+    "Whitaker",
+    "Yamamoto",
+    "Zielinski",
+    "Brennan",
+    "Caldwell",
+    "Donovan",
+    "Young",
+    "White",
+    "Hill",
+]
+_STREETS = [
+    "Oak",
+    "Maple",
+    "Cedar",
+    "Elm",
+    "Washington",
+    "Lincoln",
+    "Park",
+    "Lake",
+    "Hillcrest",
+    "Sunset",
+    "Ridge",
+    "Meadow",
+]
+_SUFFIX = ["Street", "St.", "Avenue", "Ave.", "Road", "Drive", "Lane", "Boulevard", "Court", "Way"]
+_CITIES = [
+    "Springfield",
+    "Riverside",
+    "Franklin",
+    "Greenville",
+    "Bristol",
+    "Clinton",
+    "Fairview",
+    "Salem",
+    "Madison",
+    "Georgetown",
+]
+_STATES = ["IL", "CA", "TX", "NY", "OH", "PA", "MA", "WA", "GA", "MI"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 @dataclass(frozen=True)
@@ -94,16 +193,49 @@ def _sentences(rng: np.random.Generator) -> list[list[tuple[str, str | None]]]:
     email = f"{first.lower()}.{last.lower().replace(chr(39), '')}@example.org"
     ssn = f"{int(rng.integers(100, 899))}-{int(rng.integers(10, 99))}-{int(rng.integers(1000, 9999))}"
     return [
-        [("Patient: ", None), (f"{first} {last}", "NAME"), (". MRN: ", None), (mrn, "ID"),
-         (". DOB: ", None), (_date(rng), "DATE"), (".", None)],
+        [
+            ("Patient: ", None),
+            (f"{first} {last}", "NAME"),
+            (". MRN: ", None),
+            (mrn, "ID"),
+            (". DOB: ", None),
+            (_date(rng), "DATE"),
+            (".", None),
+        ],
         [(f"{title} ", None), (last, "NAME"), (" is a ", None), (age, "AGE"), ("-year-old patient.", None)],
-        [("Seen in clinic on ", None), (_date(rng), "DATE"), (". Home address: ", None), (addr, "ADDRESS"),
-         (".", None)],
-        [("Contact phone ", None), (_phone(rng), "PHONE"), ("; fax ", None), (_phone(rng), "FAX"), (".", None)],
-        [("Dictated by Dr. ", None), (f"{dr_first} {dr_last}", "NAME"), (" on ", None), (_date(rng), "DATE"),
-         (". Accession number ", None), (acc, "ID"), (".", None)],
-        [(f"{first} {last}", "NAME"), (" was reviewed again; age ", None), (age, "AGE"),
-         (". Email ", None), (email, "EMAIL"), (", SSN ", None), (ssn, "SSN"), (".", None)],
+        [
+            ("Seen in clinic on ", None),
+            (_date(rng), "DATE"),
+            (". Home address: ", None),
+            (addr, "ADDRESS"),
+            (".", None),
+        ],
+        [
+            ("Contact phone ", None),
+            (_phone(rng), "PHONE"),
+            ("; fax ", None),
+            (_phone(rng), "FAX"),
+            (".", None),
+        ],
+        [
+            ("Dictated by Dr. ", None),
+            (f"{dr_first} {dr_last}", "NAME"),
+            (" on ", None),
+            (_date(rng), "DATE"),
+            (". Accession number ", None),
+            (acc, "ID"),
+            (".", None),
+        ],
+        [
+            (f"{first} {last}", "NAME"),
+            (" was reviewed again; age ", None),
+            (age, "AGE"),
+            (". Email ", None),
+            (email, "EMAIL"),
+            (", SSN ", None),
+            (ssn, "SSN"),
+            (".", None),
+        ],
     ]
 
 
@@ -158,7 +290,7 @@ class DeidEvaluation:
     recall_by_category: dict[str, float] = field(default_factory=dict)
     leaked_documents: int = 0
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -194,7 +326,9 @@ def evaluate_deidentifier(
         n_docs += 1
         leak = False
         for g in inj.gold:
-            toks = [(g.start + m.start(), g.start + m.end()) for m in _TOKEN.finditer(inj.text[g.start : g.end])]
+            toks = [
+                (g.start + m.start(), g.start + m.end()) for m in _TOKEN.finditer(inj.text[g.start : g.end])
+            ]
             ok = [_covered(s, e, spans) for s, e in toks]
             n_tok += len(ok)
             hit_tok += sum(ok)

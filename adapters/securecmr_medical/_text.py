@@ -17,6 +17,7 @@ import hmac
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from securecmr.errors import ConfigurationError
 
@@ -59,7 +60,7 @@ class DeidReport:
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(r.category for r in self.redactions).items()))
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "length": self.length,
             "counts": self.counts(),
@@ -119,7 +120,9 @@ _ID_PATTERNS = [
     r"\b(?P<v>(?=[A-Z0-9-]*\d{6})[A-Z]{0,4}-?\d[\d-]{5,}\d)\b",
 ]
 _SSN = r"\b\d{3}-\d{2}-\d{4}\b"
-_PHONE = r"(?<![\w-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b"
+_PHONE = (
+    r"(?<![\w-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,5})?\b"
+)
 _EMAIL = r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
 _URL = r"\b(?:https?://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]"
 _IP = r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"
@@ -144,8 +147,37 @@ _NAME_CONTEXT = (
     r"approved|performed|attended)\s+by\s*:?\s*|(?i:electronically\s+signed\s+by)\s*:?\s*)"
 )
 _NOT_SURNAME = frozenset(
-    "The This That And Of In On At With For From To A An Is Was Has Had Syndrome Disease Sign "
-    "Hospital Clinic Center Medical University Department Street Avenue".split()
+    [
+        "The",
+        "This",
+        "That",
+        "And",
+        "Of",
+        "In",
+        "On",
+        "At",
+        "With",
+        "For",
+        "From",
+        "To",
+        "A",
+        "An",
+        "Is",
+        "Was",
+        "Has",
+        "Had",
+        "Syndrome",
+        "Disease",
+        "Sign",
+        "Hospital",
+        "Clinic",
+        "Center",
+        "Medical",
+        "University",
+        "Department",
+        "Street",
+        "Avenue",
+    ]
 )
 
 
@@ -179,8 +211,17 @@ def _parse_date(s: str) -> _dt.date | None:
     t = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", s.replace(",", " ").replace(" of ", " "))
     t = re.sub(r"\s+", " ", t).strip().replace("Sept", "Sep")
     t = re.sub(r"\b([A-Z][a-z]{2})[a-z]*\.?", r"\1", t)
-    for fmt in ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%y", "%m-%d-%y", "%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y",
-                "%b %d %Y", "%d %b %Y"):
+    for fmt in (
+        "%m/%d/%Y",
+        "%m-%d-%Y",
+        "%m/%d/%y",
+        "%m-%d-%y",
+        "%Y-%m-%d",
+        "%Y/%m/%d",
+        "%d.%m.%Y",
+        "%b %d %Y",
+        "%d %b %Y",
+    ):
         try:
             return _dt.datetime.strptime(t, fmt).date()
         except ValueError:
