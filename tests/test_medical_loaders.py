@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from securecmr.errors import ConfigurationError
 from securecmr_medical import load_iu_xray, load_medpix
 from securecmr_medical.errors import EmptyReportError, MissingImageError
+
+from securecmr.errors import ConfigurationError
 
 
 def _medpix(root: Path) -> Path:
