@@ -6,19 +6,26 @@ Policies are small expressions over ``item.<attr>`` and ``user.<attr>`` combined
 
 from __future__ import annotations
 
+from ._control import AccessControl
 from ._policy import AttributeTable, Policy, compile_policy
+from ._registry import User
 from ._roles import BUILTIN_ROLES, Permission, Role, ScorePrivacy
+from ._session import GuardedCollection, Session
 from ._tokens import TokenClaims, TokenSigner, token_hash
 
 __all__ = [
     "BUILTIN_ROLES",
+    "AccessControl",
     "AttributeTable",
+    "GuardedCollection",
     "Permission",
     "Policy",
     "Role",
     "ScorePrivacy",
+    "Session",
     "TokenClaims",
     "TokenSigner",
+    "User",
     "compile_policy",
     "token_hash",
 ]

@@ -361,8 +361,9 @@ class AttributeTable:
     """Item attributes stored column-wise so a policy evaluates over many items at once.
 
     Each attribute is one column of integer codes into a small vocabulary of distinct values
-    (code ``0`` = attribute absent, code ``c`` = ``vocab[c - 1]``). A comparison against a per-user constant is computed once per
-    distinct value and gathered through the codes, so a million items cost one ``take``.
+    (code ``0`` = attribute absent, code ``c`` = ``vocab[c - 1]``). A comparison against a per-user
+    constant is computed once per distinct value and gathered through the codes, so a million items
+    cost one ``take``.
     Rows are appended in order; row ``i`` is the ``i``-th item handed to :meth:`append`.
     """
 

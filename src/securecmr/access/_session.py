@@ -152,6 +152,15 @@ class Session:
             ) from None
         return GuardedCollection(self, inner, name)
 
+    def collections(self) -> list[str]:
+        """The names of the collections in the user's tenant (others' are neither named nor counted)."""
+        user = self._fresh_user()
+        lister = getattr(self._store, "collections", None)
+        names = lister() if callable(lister) else []
+        out = sorted(n for n in (unqualify(user.tenant, str(x)) for x in names) if n is not None)
+        self._control.audit.append("collection.list", principal=user.name, tenant=user.tenant)
+        return out
+
     # ------------------------------------------------------------------ audit
     @property
     def audit(self) -> Any:
