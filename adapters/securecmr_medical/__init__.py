@@ -18,6 +18,7 @@ from . import errors
 from ._dicom import DicomDeidentifier, DicomImage, dataset_to_image, is_deidentified, read_dicom, to_display
 from ._loaders import DicomCase, load_dicom_cases, load_dicom_directory, load_iu_xray, load_medpix
 from ._records import IngestReport, MedicalRecord, SkippedItem
+from ._retrieval import MedicalFeatures, MedicalRetriever, class_labels
 from ._synthetic import DeidEvaluation, InjectedText, evaluate_deidentifier, inject_phi
 from ._text import DeidReport, DeidResult, Redaction, TextDeidentifier, deidentify_text
 
@@ -30,10 +31,13 @@ __all__ = [
     "DicomImage",
     "IngestReport",
     "InjectedText",
+    "MedicalFeatures",
     "MedicalRecord",
+    "MedicalRetriever",
     "Redaction",
     "SkippedItem",
     "TextDeidentifier",
+    "class_labels",
     "dataset_to_image",
     "deidentify_text",
     "errors",

@@ -28,9 +28,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "adapters"))
 
+from securecmr_medical import MedicalRetriever, class_labels, load_medpix  # noqa: E402
+
 import securecmr  # noqa: E402
 from securecmr.eval import float_mean_average_precision, mean_average_precision  # noqa: E402
-from securecmr_medical import MedicalRetriever, class_labels, load_medpix  # noqa: E402
 
 DIRECTIONS = (
     ("report -> image", "text", "image"),
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--method", default="supervised")
-    parser.add_argument("--model-dir", type=Path, default=None, help="exported models (default: SECURECMR_HOME)")
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help="exported models (default: SECURECMR_HOME)"
+    )
     parser.add_argument("--store", type=Path, default=None, help="store directory (default: a temporary one)")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
@@ -57,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     records, report = load_medpix(_medpix_dir(args.data))
-    print(f"loaded {report.loaded} MedPix images, skipped {len(report.skipped)}; PHI removed from captions: "
-          f"{dict(sorted(report.phi_removed.items()))}")
+    print(
+        f"loaded {report.loaded} MedPix images, skipped {len(report.skipped)}; PHI removed from captions: "
+        f"{dict(sorted(report.phi_removed.items()))}"
+    )
     for s in report.skipped[:5]:
         print(f"  skipped {s.item}: {s.error}: {s.message}")
     split = np.array([r.attrs["split"] for r in records])
@@ -78,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     codes_q = retriever.codes(feats.subset(test))
     raw_db = {"image": feats.image[train], "text": feats.text[train]}
     raw_q = {"image": feats.image[test], "text": feats.text[test]}
-    print(f"\nMAP on the MedPix test split ({int(keep.sum())} queries, {len(train)} train items, "
-          f"{len(classes)} region x modality classes, {args.bits}-bit {args.method} codes)")
+    print(
+        f"\nMAP on the MedPix test split ({int(keep.sum())} queries, {len(train)} train items, "
+        f"{len(classes)} region x modality classes, {args.bits}-bit {args.method} codes)"
+    )
     print(f"{'direction':<20}{'hashed MAP':>12}{'float MAP':>12}")
     for name, q_mod, db_mod in DIRECTIONS:
         m = mean_average_precision(codes_q[q_mod][keep], codes_db[db_mod], y_test[keep], y_train)
         if q_mod == db_mod:  # same-space float reference (cross-modal raw spaces differ)
-            f = f"{float_mean_average_precision(raw_q[q_mod][keep], raw_db[db_mod], y_test[keep], y_train):>12.3f}"
+            fm = float_mean_average_precision(raw_q[q_mod][keep], raw_db[db_mod], y_test[keep], y_train)
+            f = f"{fm:>12.3f}"
         else:
             f = f"{'-':>12}"
         print(f"{name:<20}{m:>12.3f}{f}")
@@ -96,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         with securecmr.Store.create(path, passphrase=passphrase) as store:
             coll = retriever.create_collection(store, "medpix")
             added = retriever.add(coll, train_recs, feats.subset(train))
-            print(f"\nstored {added} train records (codes, labels, attributes; no text, no pixels) "
-                  f"in a salted+encrypted collection")
+            print(
+                f"\nstored {added} train records (codes, labels, attributes; no text, no pixels) "
+                f"in a salted+encrypted collection"
+            )
             caption = {r.id: r.text or "" for r in records}
             region = {r.id: r.attrs["region"] + "/" + r.attrs["modality"] for r in records}
 
@@ -105,17 +115,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{title}")
                 for rank, h in enumerate(hits, 1):
                     hid = str(getattr(h, "id", ""))
-                    print(f"  {rank}. {hid:<22} score {float(getattr(h, 'score', 0.0)):.3f}  "
-                          f"[{region.get(hid, '')}]  {caption.get(hid, '')[:70]}")
+                    print(
+                        f"  {rank}. {hid:<22} score {float(getattr(h, 'score', 0.0)):.3f}  "
+                        f"[{region.get(hid, '')}]  {caption.get(hid, '')[:70]}"
+                    )
 
             query = "CT images matching: obstructing mass with left upper lobe collapse"
             show(f"report -> image: {query!r}", retriever.search(coll, text=query, target="image", k=args.k))
             qi = test_recs[0]
-            show(f"image -> images: test image {qi.id} [{qi.attrs['region']}/{qi.attrs['modality']}]",
-                 retriever.search(coll, image=qi.image, target="image", k=args.k))
+            show(
+                f"image -> images: test image {qi.id} [{qi.attrs['region']}/{qi.attrs['modality']}]",
+                retriever.search(coll, image=qi.image, target="image", k=args.k),
+            )
             qt = next(r for r in test_recs if r.attrs["modality"] == "MR")
-            show(f"report -> reports: test caption of {qt.id} {(qt.text or '')[:60]!r}",
-                 retriever.search(coll, text=qt.text, target="text", k=args.k))
+            show(
+                f"report -> reports: test caption of {qt.id} {(qt.text or '')[:60]!r}",
+                retriever.search(coll, text=qt.text, target="text", k=args.k),
+            )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 
