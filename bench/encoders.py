@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -42,15 +43,22 @@ def load_inputs(data: Path, n_text: int, n_image: int) -> tuple[list[str], list[
     return texts, (imgs * (n_image // len(imgs) + 1))[:n_image], "samples"
 
 
-def timed(fn: Callable[[Any], np.ndarray], batches: list[Any], repeats: int) -> tuple[np.ndarray, float]:
-    fn(batches[0])  # warm-up
-    best = float("inf")
-    out: list[np.ndarray] = []
+def timed_interleaved(
+    fns: dict[str, Callable[[Any], np.ndarray]], batches: list[Any], repeats: int
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Best-of-``repeats`` wall time per backend, the backends taking turns in every round so that
+    load from other processes on a shared machine hits them alike."""
+    for fn in fns.values():
+        fn(batches[0])  # warm-up
+    best = dict.fromkeys(fns, float("inf"))
+    outs: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = [fn(b) for b in batches]
-        best = min(best, time.perf_counter() - t0)
-    return np.concatenate(out), best
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out = [fn(b) for b in batches]
+            best[name] = min(best[name], time.perf_counter() - t0)
+            outs[name] = np.concatenate(out)
+    return {name: (outs[name], best[name]) for name in fns}
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -127,7 +135,10 @@ def main() -> int:
         for p in images
     ])
 
-    results: dict[str, Any] = {"source": source, "threads": 1, "n_texts": len(texts), "n_images": len(images)}
+    results: dict[str, Any] = {
+        "source": source, "threads": 1, "n_texts": len(texts), "n_images": len(images),
+        "loadavg_start": list(os.getloadavg()),
+    }
     rows = []
     for tower in ("text", "image"):
         res: dict[str, Any] = {}
@@ -159,10 +170,9 @@ def main() -> int:
                     return lambda b: np.concatenate(sess.run(names, {"pixel_values": b}), 1)
 
             idx = 0 if tower == "text" else 1
-            ref, t_ref = timed(run_torch, batches, args.repeats)
-            per = {"torch_fp32": (ref, t_ref)}
-            for name, pair in sessions.items():
-                per[name] = timed(make_ort(pair[idx]), batches, args.repeats)
+            fns = {"torch_fp32": run_torch} | {name: make_ort(pair[idx]) for name, pair in sessions.items()}
+            per = timed_interleaved(fns, batches, args.repeats)
+            ref = per["torch_fp32"][0]
             for name, (out, t) in per.items():
                 if tower == "image":
                     c = cos(out[:, :384], ref[:, :384])
@@ -193,6 +203,8 @@ def main() -> int:
         print(f"{tower}: int8 speedup {r['int8_speedup']:.2f}x (b1 {r['int8_speedup_b1']:.2f}x), "
               f"fp32 ORT {r['fp32_speedup']:.2f}x, int8 mean cos {r['int8_mean_cos']:.4f}, "
               f"fp32 min cos {r['fp32_min_cos']:.6f}")
+    results["loadavg_end"] = list(os.getloadavg())
+    print(f"load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
