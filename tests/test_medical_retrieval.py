@@ -89,7 +89,7 @@ def test_store_holds_no_injected_phi(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     with securecmr.Store.create(store_dir, passphrase="correct horse battery staple") as store:
         coll = r.create_collection(store, "cases")
-        assert r.add(coll, clean_records, feats) == 48
+        assert r.add(coll, clean_records, feats, store_text=True) == 48
         code = r.codes(feats.subset([0]))["text"][0]
         hits = coll.search(code=code, k=5, modality="image")
         assert len(hits) == 5

@@ -181,9 +181,12 @@ class MedicalRetriever:
         collection: Any,
         records: Sequence[MedicalRecord],
         features: MedicalFeatures | None = None,
+        *,
+        store_text: bool = False,
     ) -> int:
         """Add records as items holding codes, labels, non-identifying attrs and the image path as
-        ``ref`` (never the text or the pixels). Returns the number added."""
+        ``ref``; never the pixels, and the (de-identified) text only with ``store_text=True`` (as
+        ``attrs["text"]``, for display of hits). Returns the number added."""
         import securecmr
 
         feats = features if features is not None else self.encode(records)
@@ -198,8 +201,11 @@ class MedicalRetriever:
             if not per:
                 continue
             ref = r.image if isinstance(r.image, str) else None
+            attrs = dict(r.attrs)
+            if store_text and r.text:
+                attrs["text"] = r.text
             item = securecmr.Item(  # type: ignore[attr-defined]
-                r.id, labels=tuple(r.labels), attrs=dict(r.attrs), ref=ref, codes=per
+                r.id, labels=tuple(r.labels), attrs=attrs, ref=ref, codes=per
             )
             items.append(item)
         if items:
