@@ -97,3 +97,21 @@ def test_store_holds_no_injected_phi(tmp_path: Path) -> None:
     assert blob
     for phi in set(injected):
         assert phi.encode() not in blob, "injected PHI found in the store"
+
+
+@pytest.mark.models
+def test_encode_with_real_encoders(models_dir: Path) -> None:
+    from skimage import data
+
+    images = [data.camera(), data.coins(), data.astronaut(), data.chelsea()]
+    records = [
+        MedicalRecord(f"r{i}", text, img, ("region:Thorax", "modality:CT"))
+        for i, (text, img) in enumerate(zip(["chest CT", "brain MR", "", "abdomen CT"], images, strict=True))
+    ]
+    records.append(MedicalRecord("r4", "report only", None, ()))
+    feats = MedicalRetriever(model_dir=models_dir).encode(records)
+    assert feats.image.shape == (5, 1280) and feats.text.shape == (5, 384)
+    assert feats.has_image.tolist() == [True, True, True, True, False]
+    assert feats.has_text.tolist() == [True, True, False, True, True]
+    assert np.allclose(np.linalg.norm(feats.image[:4], axis=1), 1.0, atol=1e-4)
+    assert not feats.text[2].any() and not feats.image[4].any()
