@@ -288,3 +288,30 @@ def test_privacy_filter_reaches_the_encoder(clips: dict[str, Path]) -> None:
 def test_time_range_str_without_wall_clock() -> None:
     r = TimeRange(camera="c", site="s", recording="r", start=1.0, end=2.5, score=0.5, ids=("a",))
     assert "1.00s" in str(r) and r.wall_clock() is None
+
+
+def test_disclosure_is_audited_before_refs_are_returned(clips: dict[str, Path], tmp_path: Path) -> None:
+    from securecmr_surveillance import disclose
+
+    from securecmr.audit import AuditLog
+
+    coll = MemoryCollection()
+    index = make_index(coll)
+    index.ingest(clips["cam1"], camera="cam-1", site="north", ref_base="vault://north/cam1.avi")
+    ranges = index.search(text="a red", k=2)
+    assert ranges[0].refs == ("vault://north/cam1.avi#t=4.000,6.000", "vault://north/cam1.avi#t=6.000,7.000")
+    log = AuditLog(tmp_path / "audit", b"k" * 32, clock=lambda: 1_700_000_000.0)
+    exports = disclose(ranges[:1], audit=log, principal="officer-7", recipient="police case 42",
+                       reason="incident 2026-03-01", collection="footage")
+    assert [e.refs for e in exports] == [ranges[0].refs]
+    (rec,) = list(log.records())
+    assert rec["action"] == "export" and rec["principal"] == "officer-7"
+    assert rec["detail"]["recipient"] == "police case 42" and rec["detail"]["camera"] == "cam-1"
+    assert len(rec["results"]) == 2 and all(i not in str(rec) for i in ranges[0].ids)  # ids are keyed
+    assert log.verify().ok
+    with pytest.raises(ConfigurationError):
+        disclose(ranges, audit=log, principal="officer-7", recipient="x", reason=" ")
+    no_ref = TimeRange(camera="c", site="s", recording="r", start=0, end=1, score=1, ids=("a",))
+    with pytest.raises(ConfigurationError):
+        disclose([no_ref], audit=log, principal="officer-7", recipient="x", reason="y")
+    assert len(list(log.records())) == 1

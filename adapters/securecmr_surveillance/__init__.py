@@ -8,6 +8,7 @@
   range (:class:`TimeRange`, :func:`merge_hits`).
 - Retention and access: :func:`create_surveillance_collection` sets a TTL (72 h by default) and a
   site policy (``item.site in user.sites``).
+- Disclosure: :func:`disclose` records every export of footage in the audit log first.
 - Privacy: :class:`FaceBlur` (OpenCV Haar cascades, off by default; see its limits) or any
   ``frame -> frame`` filter, applied before encoding.
 
@@ -16,6 +17,7 @@ Needs the ``surveillance`` extra (OpenCV) only for :class:`FaceBlur`.
 
 from __future__ import annotations
 
+from ._disclose import FootageExport, disclose
 from ._index import (
     DEFAULT_POLICY,
     DEFAULT_TTL_HOURS,
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_TTL_HOURS",
     "FaceBlur",
+    "FootageExport",
     "FrameFilter",
     "IngestReport",
     "PartialIngestError",
@@ -40,6 +43,7 @@ __all__ = [
     "TimeRange",
     "compose_filters",
     "create_surveillance_collection",
+    "disclose",
     "iter_segment_records",
     "merge_hits",
     "recording_id_for",

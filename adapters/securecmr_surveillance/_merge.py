@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 __all__ = ["HitLike", "TimeRange", "merge_hits"]
+
+_Row = tuple[float, float, float, str, Mapping[str, Any], str | None]  # start, end, score, id, attrs, ref
 
 
 class HitLike(Protocol):
@@ -29,7 +31,8 @@ class TimeRange:
 
     ``start``/``end`` are seconds into the recording; ``wall_start``/``wall_end`` unix seconds when the
     recording's start time was given at ingest (see :meth:`wall_clock`). ``ids`` are the merged
-    segment item ids (for legal hold or export), best first.
+    segment item ids (for legal hold or export), best first; ``refs`` the segments' footage
+    references in time order (empty when the search did not return them).
     """
 
     camera: str
@@ -41,6 +44,7 @@ class TimeRange:
     ids: tuple[str, ...]
     wall_start: float | None = None
     wall_end: float | None = None
+    refs: tuple[str, ...] = field(default=(), repr=False)
 
     def wall_clock(self) -> tuple[datetime, datetime] | None:
         """(start, end) as UTC datetimes, or None when the recording start was not given."""
@@ -62,13 +66,15 @@ def merge_hits(hits: Iterable[HitLike], *, gap_s: float = 1.0) -> list[TimeRange
 
     Hits without ``camera``/``start``/``end`` attributes are skipped (they are not video segments).
     """
-    groups: dict[tuple[str, str], list[tuple[float, float, float, str, Mapping[str, Any]]]] = {}
+    groups: dict[tuple[str, str], list[_Row]] = {}
     for h in hits:
         a = h.attrs
         if not all(key in a for key in ("camera", "start", "end")):
             continue
         key = (str(a["camera"]), str(a.get("recording", "")))
-        groups.setdefault(key, []).append((float(a["start"]), float(a["end"]), float(h.score), h.id, a))
+        ref = getattr(h, "ref", None)
+        groups.setdefault(key, []).append(
+            (float(a["start"]), float(a["end"]), float(h.score), h.id, a, None if ref is None else str(ref)))
     out: list[TimeRange] = []
     for (camera, recording), items in groups.items():
         items.sort(key=lambda t: (t[0], t[1]))
@@ -84,8 +90,7 @@ def merge_hits(hits: Iterable[HitLike], *, gap_s: float = 1.0) -> list[TimeRange
     return out
 
 
-def _range(camera: str, recording: str,
-           run: list[tuple[float, float, float, str, Mapping[str, Any]]]) -> TimeRange:
+def _range(camera: str, recording: str, run: list[_Row]) -> TimeRange:
     first = min(run, key=lambda r: r[0])
     last = max(run, key=lambda r: r[1])
     best = sorted(run, key=lambda r: -r[2])
@@ -94,4 +99,5 @@ def _range(camera: str, recording: str,
         camera=camera, site=str(first[4].get("site", "")), recording=recording,
         start=first[0], end=last[1], score=best[0][2], ids=tuple(r[3] for r in best),
         wall_start=None if ws is None else float(ws), wall_end=None if we is None else float(we),
+        refs=tuple(r[5] for r in sorted(run, key=lambda r: r[0]) if r[5] is not None),
     )
