@@ -13,7 +13,16 @@ from ._detector import QueryAnomalyDetector
 from ._events import QueryEvent, QueryLog, keyed_id
 from ._features import FEATURE_NAMES, PrincipalTracker, hour_profile, principal_features
 from ._guard import Alert, GuardPolicy, QueryGuard
-from ._simulator import ATTACKS, HammingIndex, PlannedQuery, TrafficSimulator, hash_vectors, run_plan
+from ._simulator import (
+    ATTACKS,
+    HammingIndex,
+    PlannedQuery,
+    TrafficSimulator,
+    hash_vectors,
+    run_plan,
+    synthetic_collection,
+)
+from ._store import StoreMonitor
 
 __all__ = [
     "ATTACKS",
@@ -27,10 +36,12 @@ __all__ = [
     "QueryEvent",
     "QueryGuard",
     "QueryLog",
+    "StoreMonitor",
     "TrafficSimulator",
     "hash_vectors",
     "hour_profile",
     "keyed_id",
     "principal_features",
     "run_plan",
+    "synthetic_collection",
 ]

@@ -37,7 +37,7 @@ _RULES: dict[str, tuple[str, str, float]] = {
     "top1_mean": ("low", "queries far from any stored item (off-manifold / inversion probing)", 0.03),
     "log_k_mean": ("high", "asks for unusually many results per query", 0.3),
     "denial_rate": ("high", "many denied searches", 0.1),
-    "off_hours": ("high", "active at hours this principal does not work", 0.25),
+    "off_hours": ("high", "active at hours this principal does not work", 0.6),
 }
 
 
@@ -172,7 +172,9 @@ class QueryAnomalyDetector:
         self.rule_thresholds_ = thresholds
         self.profiles_ = {str(k): np.asarray(v, dtype=np.float64) for k, v in (profiles or {}).items()}
         self.global_profile_ = (
-            np.asarray(global_profile, dtype=np.float64) if global_profile is not None else np.full(24, 1 / 24)
+            np.asarray(global_profile, dtype=np.float64)
+            if global_profile is not None
+            else np.full(24, 1 / 24)
         )
         self.store_id_ = store_id
         self.n_windows_ = int(X.shape[0])
@@ -180,7 +182,10 @@ class QueryAnomalyDetector:
         return self
 
     def fit_events(
-        self, events: Sequence[QueryEvent] | Mapping[str, Sequence[QueryEvent]], *, store_id: str | None = None
+        self,
+        events: Sequence[QueryEvent] | Mapping[str, Sequence[QueryEvent]],
+        *,
+        store_id: str | None = None,
     ) -> QueryAnomalyDetector:
         """Fit on benign query events: hour profiles per principal, then feature windows."""
         self._validate()
@@ -296,14 +301,16 @@ class QueryAnomalyDetector:
         X = self._as_matrix(x)[:1]
         reasons = [
             f"{reason} ({name}={X[0, FEATURE_NAMES.index(name)]:.3g})"
-            for ratio, (name, (_d, reason, _f)) in zip(self._rule_ratios(X)[0], _RULES.items())
+            for ratio, (name, (_d, reason, _f)) in zip(self._rule_ratios(X)[0], _RULES.items(), strict=False)
             if ratio > 1.0
         ]
         forest = float(self._forest_scores((X - self.center_) / self.scale_)[0]) / self.forest_threshold_
         if forest > 1.0:
             z = np.abs((X[0] - self.center_) / self.scale_)
             top = [FEATURE_NAMES[i] for i in np.argsort(-z)[:3]]
-            reasons.append(f"unusual combination of behaviour (isolation forest; most unusual: {', '.join(top)})")
+            reasons.append(
+                f"unusual combination of behaviour (isolation forest; most unusual: {', '.join(top)})"
+            )
         return reasons
 
     def profile_for(self, principal: str) -> np.ndarray:
@@ -358,7 +365,9 @@ class QueryAnomalyDetector:
         except FileNotFoundError:
             raise MonitorError(f"no fitted detector at {path}: run `securecmr monitor fit` first") from None
         except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
-            raise SerializationError(f"{path} is not a readable detector file ({type(exc).__name__})") from None
+            raise SerializationError(
+                f"{path} is not a readable detector file ({type(exc).__name__})"
+            ) from None
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
             raise SerializationError(f"{path}: unknown detector format")
         if meta.get("digest") != _digest(arrays) or meta.get("features") != list(FEATURE_NAMES):

@@ -20,7 +20,7 @@ Search = Callable[[PlannedQuery], tuple[list[str], list[float]]]
 
 def evaluate(
     codes: np.ndarray,
-    topics: Sequence[int],
+    topics: Sequence[int] | np.ndarray,
     *,
     n_benign: int = 30,
     n_new_benign: int = 10,
@@ -52,12 +52,17 @@ def evaluate(
 
     # held-out benign traffic
     windows = flagged = 0
+    benign_reasons: dict[str, int] = {}
     for u in users + [f"new{i:03d}" for i in range(n_new_benign)]:
         guard = QueryGuard(det, GuardPolicy(action="alert"))
         for ev in train.get(u, []):
             guard.warm(ev)
         for ev in replay(sim.benign(u, days=(train_days, train_days + test_days))):
             guard.observe(ev)
+        for past in guard.alerts(u):
+            for r in past.reasons:
+                key = r.split(" (")[0]
+                benign_reasons[key] = benign_reasons.get(key, 0) + 1
         summary = guard.principals().get(u)
         if summary:
             windows += summary["windows"]
@@ -75,7 +80,9 @@ def evaluate(
                     guard.warm(ev)
                 name = victim
                 vt = sorted({int(t) for t in _victim_topics(sim, victim)})
-                plan = sim.attack(kind, name, start_day=train_days + 1, n_queries=attack_queries, victim_topics=vt)
+                plan = sim.attack(
+                    kind, name, start_day=train_days + 1, n_queries=attack_queries, victim_topics=vt
+                )
             else:
                 name = f"{kind}{i:02d}"
                 plan = sim.attack(kind, name, start_day=train_days + 1 + i % 5, n_queries=attack_queries)
@@ -101,6 +108,7 @@ def evaluate(
         "benign_false_positive_rate": flagged / windows if windows else 0.0,
         "benign_windows": windows,
         "benign_flagged_windows": flagged,
+        "benign_flag_reasons": dict(sorted(benign_reasons.items(), key=lambda kv: -kv[1])),
         "train_windows": det.n_windows_,
         "detector": det,
     }

@@ -9,10 +9,12 @@ set of keyed result ids per principal.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -138,12 +140,14 @@ class PrincipalTracker:
         distinct = set(returned)
         coverage = len(distinct) / size if size > 0 else 0.0
         distinct_ratio = len(distinct) / len(returned) if returned else 0.0
-        new_in_window: set[str] = set().union(*self._seen_before_window) if self._seen_before_window else set()
+        new_in_window: set[str] = (
+            set().union(*self._seen_before_window) if self._seen_before_window else set()
+        )
         novelty = len(new_in_window & distinct) / len(distinct) if distinct else 0.0
         cumulative = len(self._seen) / size if size > 0 else 0.0
 
         overlaps = []
-        for a, b in zip(evs, evs[1:]):
+        for a, b in itertools.pairwise(evs):
             sa, sb = set(a.result_ids), set(b.result_ids)
             if sa or sb:
                 overlaps.append(len(sa & sb) / len(sa | sb))
@@ -202,13 +206,37 @@ class PrincipalTracker:
 
 
 def _shapiro_w(x: np.ndarray) -> float:
-    if x.size < 3 or float(np.ptp(x)) == 0.0:
+    """Shapiro-Wilk W (Royston 1992 coefficients, as in AS R94); 0.0 for a constant sample."""
+    n = x.size
+    if n < 3 or float(np.ptp(x)) == 0.0:
         return 0.0  # a constant distance profile is as far from normal as it gets
-    from scipy.stats import shapiro
+    xs = np.sort(x)
+    a = _shapiro_coefficients(n)
+    ss = float(((xs - xs.mean()) ** 2).sum())
+    return min(1.0, float(a @ xs) ** 2 / ss)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(shapiro(x).statistic)
+
+@functools.lru_cache(maxsize=64)
+def _shapiro_coefficients(n: int) -> np.ndarray:
+    if n == 3:
+        return np.array([-math.sqrt(0.5), 0.0, math.sqrt(0.5)])
+    nd = NormalDist()
+    m = np.array([nd.inv_cdf((i - 0.375) / (n + 0.25)) for i in range(1, n + 1)])
+    m2 = float(m @ m)
+    u = 1.0 / math.sqrt(n)
+    c = m / math.sqrt(m2)
+    an = c[-1] + 0.221157 * u - 0.147981 * u**2 - 2.071190 * u**3 + 4.434685 * u**4 - 2.706056 * u**5
+    a = np.empty(n)
+    if n > 5:
+        an1 = c[-2] + 0.042981 * u - 0.293762 * u**2 - 1.752461 * u**3 + 5.682633 * u**4 - 3.582633 * u**5
+        phi = (m2 - 2 * m[-1] ** 2 - 2 * m[-2] ** 2) / (1 - 2 * an**2 - 2 * an1**2)
+        a[2:-2] = m[2:-2] / math.sqrt(phi)
+        a[-1], a[-2], a[0], a[1] = an, an1, -an, -an1
+    else:
+        phi = (m2 - 2 * m[-1] ** 2) / (1 - 2 * an**2)
+        a[1:-1] = m[1:-1] / math.sqrt(phi)
+        a[-1], a[0] = an, -an
+    return a
 
 
 def principal_features(

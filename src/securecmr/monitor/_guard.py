@@ -108,7 +108,10 @@ class QueryGuard:
             d = self.detector
             st = _State(
                 PrincipalTracker(
-                    window=d.window, stride=d.stride, min_events=d.min_events, profile=d.profile_for(principal)
+                    window=d.window,
+                    stride=d.stride,
+                    min_events=d.min_events,
+                    profile=d.profile_for(principal),
                 )
             )
             self._states[principal] = st
@@ -124,9 +127,8 @@ class QueryGuard:
         now = self.clock()
         if now < st.throttled_until:
             if now - st.last_allowed < self.policy.throttle_interval:
-                raise ThrottledError(
-                    f"too many searches: this account is throttled; retry in {self.policy.throttle_interval:.0f} s"
-                )
+                wait = self.policy.throttle_interval
+                raise ThrottledError(f"too many searches: this account is throttled; retry in {wait:.0f} s")
             st.last_allowed = now
             return min(k, self.policy.throttle_k)
         return k

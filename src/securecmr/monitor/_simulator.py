@@ -24,6 +24,7 @@ __all__ = [
     "TrafficSimulator",
     "hash_vectors",
     "run_plan",
+    "synthetic_collection",
 ]
 
 ATTACKS: tuple[str, ...] = (
@@ -55,6 +56,17 @@ def hash_vectors(vectors: np.ndarray, bits: int = 64, *, seed: int = 0) -> np.nd
         raise ShapeError("need a non-empty (n, d) matrix and bits divisible by 8")
     W = np.random.default_rng(seed).standard_normal((X.shape[1], bits))
     return np.packbits((X - X.mean(axis=0)) @ W > 0, axis=1)
+
+
+def synthetic_collection(
+    n_items: int = 2000, *, n_topics: int = 20, dim: int = 384, bits: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Topic-clustered Gaussian embeddings hashed to packed codes: ``(codes, topics)`` (for tests)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_topics, dim))
+    topics = rng.integers(0, n_topics, n_items)
+    X = centers[topics] + 1.2 * rng.standard_normal((n_items, dim))
+    return hash_vectors(X, bits, seed=seed), topics
 
 
 class HammingIndex:
@@ -121,7 +133,7 @@ class TrafficSimulator:
     weekdays, and re-run or refine some queries.
     """
 
-    def __init__(self, codes: np.ndarray, topics: Sequence[int], *, seed: int = 0) -> None:
+    def __init__(self, codes: np.ndarray, topics: Sequence[int] | np.ndarray, *, seed: int = 0) -> None:
         self.codes = np.ascontiguousarray(codes, dtype=np.uint8)
         self.bits = self.codes.shape[1] * 8
         self.topics = np.asarray(topics)
@@ -146,7 +158,9 @@ class TrafficSimulator:
         start = float(rng.uniform(6.5, 10.0))
         return start, start + float(rng.uniform(7.5, 9.5))
 
-    def benign(self, name: str, *, days: tuple[int, int], topics: Sequence[int] | None = None) -> list[PlannedQuery]:
+    def benign(
+        self, name: str, *, days: tuple[int, int], topics: Sequence[int] | None = None
+    ) -> list[PlannedQuery]:
         """A clinician's searches over days ``[days[0], days[1])`` (day 0 = EPOCH)."""
         rng = self._rng("benign", name, days)
         urng = self._rng("user", name)
@@ -174,7 +188,7 @@ class TrafficSimulator:
                     else:
                         item = int(rng.choice(favourites)) if rng.random() < 0.5 else int(rng.choice(pool))
                         code = self._flip(rng, self.codes[item], int(rng.integers(6, 15)))
-                    recent = (recent + [code])[-20:]
+                    recent = ([*recent, code])[-20:]
                     k = int(rng.choice([5, 10, 10, 10, 10, 20, 20, 50]))
                     out.append(PlannedQuery(name, "benign", t, code, k))
                     t += float(rng.lognormal(np.log(45.0), 0.8))

@@ -1,0 +1,202 @@
+"""The store's monitor: query log, fitted detector and live guard under ``<store>/monitor/``.
+
+The store facade builds one :class:`StoreMonitor` and the access layer calls
+:meth:`StoreMonitor.before_search` / :meth:`StoreMonitor.after_search` around every search
+made through a session. Until :meth:`fit` has run the monitor only logs; afterwards the guard
+scores each principal's windows and alerts, throttles or blocks per its policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import MonitorError
+from ._detector import QueryAnomalyDetector
+from ._events import QueryEvent, QueryLog, keyed_id
+from ._guard import Alert, GuardPolicy, QueryGuard
+
+__all__ = ["StoreMonitor"]
+
+
+class StoreMonitor:
+    """Monitor of one store: ``fit()`` learns normal use from the log, ``report()`` lists anomalies.
+
+    ``key`` keys result-id fingerprints (never store raw ids); ``seal``/``unseal`` seal the log
+    lines when the store is encrypted; ``on_alert`` receives each :class:`Alert` (the store
+    writes it to the audit log).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        store_id: str,
+        key: bytes,
+        clock: Callable[[], float] = time.time,
+        seal: Callable[[bytes], bytes] | None = None,
+        unseal: Callable[[bytes], bytes] | None = None,
+        policy: GuardPolicy | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.store_id = store_id
+        self._key = key
+        self.clock = clock
+        self.policy = policy or GuardPolicy()
+        self.on_alert = on_alert
+        self.log = QueryLog(self.directory / "queries.log", seal=seal, unseal=unseal)
+        self.guard: QueryGuard | None = None
+        if self.detector_path.exists():
+            self._start_guard(QueryAnomalyDetector.load(self.detector_path, store_id=store_id))
+
+    def __repr__(self) -> str:
+        return f"StoreMonitor({self.directory}, fitted={self.guard is not None})"
+
+    @property
+    def detector_path(self) -> Path:
+        return self.directory / "detector.npz"
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "guard.json"
+
+    @property
+    def detector(self) -> QueryAnomalyDetector | None:
+        return None if self.guard is None else self.guard.detector
+
+    def _start_guard(self, detector: QueryAnomalyDetector) -> None:
+        guard = QueryGuard(detector, self.policy, clock=self.clock, on_alert=self._alert)
+        for ev in self.log.events():  # rebuild each principal's window from the log
+            guard.warm(ev)
+        if self.state_path.exists():
+            try:
+                guard.load_state(json.loads(self.state_path.read_text("utf-8")))
+            except (ValueError, TypeError, AttributeError):
+                raise MonitorError(f"{self.state_path} is corrupt; delete it to clear blocks") from None
+        self.guard = guard
+
+    def _alert(self, alert: Alert) -> None:
+        self._save_state()
+        if self.on_alert is not None:
+            self.on_alert(alert)
+
+    def _save_state(self) -> None:
+        if self.guard is None:
+            return
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.guard.state_dict()), "utf-8")
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------------ search path
+    def before_search(self, principal: str, k: int) -> int:
+        """Raise BlockedError/ThrottledError, or return the k the search may use."""
+        return k if self.guard is None else self.guard.check(principal, k)
+
+    def after_search(
+        self,
+        principal: str,
+        *,
+        collection: str,
+        k: int,
+        code: bytes,
+        result_ids: Sequence[object],
+        scores: Sequence[float],
+        collection_size: int,
+        bits: int,
+        tenant: str | None = None,
+        denied: bool = False,
+    ) -> Alert | None:
+        """Log the search (keyed ids, salted code) and let the guard score the window if due."""
+        ev = QueryEvent(
+            principal=principal,
+            time=float(self.clock()),
+            collection=collection,
+            k=int(k),
+            code=bytes(code),
+            result_ids=tuple(keyed_id(self._key, r) for r in result_ids),
+            top1=float(scores[0]) if len(scores) > 0 else None,
+            top2=float(scores[1]) if len(scores) > 1 else None,
+            denied=denied,
+            tenant=tenant,
+            collection_size=int(collection_size),
+            bits=int(bits),
+        )
+        self.log.append(ev)
+        return None if self.guard is None else self.guard.observe(ev)
+
+    # ------------------------------------------------------------------ admin
+    def fit(
+        self,
+        *,
+        until: float | None = None,
+        exclude: Sequence[str] = (),
+        detector: QueryAnomalyDetector | None = None,
+    ) -> QueryAnomalyDetector:
+        """Learn normal use from the log (optionally only events before ``until``, minus principals)."""
+        skip = set(exclude)
+        events = [
+            e for e in self.log.events() if e.principal not in skip and (until is None or e.time < until)
+        ]
+        if not events:
+            raise MonitorError(
+                "the query log is empty: let users search for a while (days of normal work) before fitting"
+            )
+        det = detector if detector is not None else QueryAnomalyDetector()
+        det.fit_events(events, store_id=self.store_id)
+        det.save(self.detector_path)
+        state = self.guard.state_dict() if self.guard is not None else None
+        self._start_guard(det)
+        if state and self.guard is not None:
+            self.guard.load_state(state)
+        return det
+
+    def unblock(self, principal: str) -> None:
+        """Lift a block (the store checks that an admin asked)."""
+        if self.guard is not None:
+            self.guard.unblock(principal)
+            self._save_state()
+
+    def report(self, *, all_principals: bool = False) -> list[dict[str, Any]]:
+        """Principals whose windows the detector flags (replaying the whole log), worst first.
+
+        Each entry names the ``principal`` and gives ``score`` (max window score; > 1 is
+        anomalous), ``flagged_windows``, ``windows``, ``queries``, ``first_flagged`` (time),
+        ``reasons`` and ``blocked``.
+        """
+        if self.guard is None:
+            raise MonitorError("the monitor is not fitted: run store.monitor.fit() / `securecmr monitor fit`")
+        det = self.guard.detector
+        replay = QueryGuard(det, GuardPolicy(action="alert"))
+        for ev in self.log.events():
+            replay.observe(ev)
+        out: list[dict[str, Any]] = []
+        for principal, s in replay.principals().items():
+            alerts = replay.alerts(principal)
+            if not alerts and not all_principals and not self.guard.is_blocked(principal):
+                continue
+            reasons: list[str] = []
+            for a in alerts:
+                for r in a.reasons:
+                    key = r.split(" (")[0]
+                    if key not in reasons:
+                        reasons.append(key)
+            out.append(
+                {
+                    "principal": principal,
+                    "score": round(float(s["max_score"]), 4),
+                    "flagged_windows": int(s["flagged_windows"]),
+                    "windows": int(s["windows"]),
+                    "queries": int(s["queries"]),
+                    "first_flagged": alerts[0].time if alerts else None,
+                    "reasons": reasons,
+                    "blocked": self.guard.is_blocked(principal),
+                }
+            )
+        out.sort(key=lambda e: (-e["score"], e["principal"]))
+        return out
