@@ -51,12 +51,44 @@ class StoreMonitor:
         self.policy = policy or GuardPolicy()
         self.on_alert = on_alert
         self.log = QueryLog(self.directory / "queries.log", seal=seal, unseal=unseal)
+        self._write_info()
         self.guard: QueryGuard | None = None
         if self.detector_path.exists():
             self._start_guard(QueryAnomalyDetector.load(self.detector_path, store_id=store_id))
 
     def __repr__(self) -> str:
         return f"StoreMonitor({self.directory}, fitted={self.guard is not None})"
+
+    def _write_info(self) -> None:
+        info = self.directory / "monitor.json"
+        if info.exists():
+            try:
+                known = json.loads(info.read_text("utf-8")).get("store_id")
+            except (ValueError, AttributeError):
+                raise MonitorError(f"{info} is corrupt") from None
+            if known != self.store_id:
+                raise MonitorError(
+                    f"{self.directory} belongs to another store; refit the monitor for this one"
+                )
+            return
+        info.write_text(json.dumps({"store_id": self.store_id, "format": 1}), "utf-8")
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> StoreMonitor:
+        """Open an existing monitor directory for admin work (fit/report) without the store.
+
+        Only works for an unsealed log; an encrypted store's monitor is reached through the store.
+        """
+        info = Path(directory) / "monitor.json"
+        try:
+            store_id = str(json.loads(info.read_text("utf-8"))["store_id"])
+        except FileNotFoundError:
+            raise MonitorError(f"{directory} holds no query monitor (no searches logged yet)") from None
+        except (ValueError, KeyError, TypeError):
+            raise MonitorError(f"{info} is corrupt") from None
+        return cls(directory, store_id=store_id, key=b"", clock=clock)
 
     @property
     def detector_path(self) -> Path:
