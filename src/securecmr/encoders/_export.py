@@ -272,13 +272,14 @@ def export_models(
             image_entry["int8"] = IMAGE_INT8_FILE
         step("writing the manifest")
         (directory / "manifest.json").unlink(missing_ok=True)
-        for old in directory.glob("*.onnx"):
-            old.unlink()
-        for p in tmp.iterdir():
-            if p.is_file():
-                p.replace(directory / p.name)
+        for old in (TEXT_INT8_FILE, IMAGE_INT8_FILE):  # never leave a stale int8 file behind
+            (directory / old).unlink(missing_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        for name in names:
+            (tmp / name).replace(directory / name)
     write_manifest(
         directory,
+        names,
         {"text": text_entry, "image": image_entry},
         {"securecmr_version": __version__, "securecmr_export_version": EXPORT_VERSION,
          "torch": _version("torch"), "onnxruntime": _version("onnxruntime")},

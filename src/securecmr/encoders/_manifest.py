@@ -88,13 +88,11 @@ def verify_models(model_dir: str | Path | None = None) -> dict[str, str]:
     return report
 
 
-def write_manifest(model_dir: Path, models: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
-    """Write the manifest listing the sha256 of every file in ``model_dir`` (written last)."""
-    files = {
-        p.name: sha256_file(p)
-        for p in sorted(model_dir.iterdir())
-        if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")
-    }
+def write_manifest(
+    model_dir: Path, names: list[str], models: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Path:
+    """Write the manifest with the sha256 of each file in ``names`` (call it after the files)."""
+    files = {name: sha256_file(model_dir / name) for name in sorted(names)}
     data: dict[str, Any] = {"format": FORMAT_VERSION, **(extra or {}), "models": models, "files": files}
     tmp = model_dir / f".{MANIFEST_NAME}.tmp"
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -30,13 +30,14 @@ class TextEncoder:
         self._config = config
         self._name = name
         self._tok = Tokenizer.from_file(str(tokenizer_path))
+        pad = config.pad_id
+        if pad is None:  # the tokenizer's own padding id, else a conventional pad token, else 0
+            padding = self._tok.padding
+            known = [self._tok.token_to_id(t) for t in ("[PAD]", "<pad>", "<|endoftext|>")]
+            pad = int(padding["pad_id"]) if padding else next((i for i in known if i is not None), 0)
+        self._pad_id = pad
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=config.max_length)
-        pad = config.pad_id
-        if pad is None:
-            padding = self._tok.padding
-            pad = int(padding["pad_id"]) if padding else 0
-        self._pad_id = pad
         self._inputs = {i.name for i in session.get_inputs()}
 
     @property
