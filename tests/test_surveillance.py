@@ -315,3 +315,33 @@ def test_disclosure_is_audited_before_refs_are_returned(clips: dict[str, Path], 
     with pytest.raises(ConfigurationError):
         disclose([no_ref], audit=log, principal="officer-7", recipient="x", reason="y")
     assert len(list(log.records())) == 1
+
+
+@pytest.mark.models
+def test_real_encoders_find_the_right_scene(models_dir: Path, tmp_path: Path) -> None:
+    """Footage of four real photos (3 s each); text queries land on the right time range."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    path = tmp_path / "scenes.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    photos = (skimage_data.astronaut(), skimage_data.coffee(), skimage_data.rocket(), skimage_data.chelsea())
+    for img in photos:
+        frame = np.asarray(Image.fromarray(img).resize((320, 240)))
+        for _ in range(30):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+
+    index = SurveillanceIndex.with_builtin_encoders(MemoryCollection(), model_dir=models_dir, int8=True,
+                                                    item_factory=FakeItem, privacy_filter=FaceBlur())
+    report = index.ingest(path, camera="cam-1", site="lab")
+    assert report.segments == 4 and report.seconds == pytest.approx(12.0)
+    coffee = index.search(text="a cup of coffee", k=1)[0]
+    cat = index.search(text="a cat", k=1)[0]
+    assert (coffee.start, coffee.end) == (3.0, 6.0)
+    assert (cat.start, cat.end) == (9.0, 12.0)
