@@ -7,6 +7,7 @@ Policies are small expressions over ``item.<attr>`` and ``user.<attr>`` combined
 from __future__ import annotations
 
 from ._control import AccessControl
+from ._mixin import AccessMixin
 from ._policy import AttributeTable, Policy, compile_policy
 from ._registry import User
 from ._roles import BUILTIN_ROLES, Permission, Role, ScorePrivacy
@@ -16,6 +17,7 @@ from ._tokens import TokenClaims, TokenSigner, token_hash
 __all__ = [
     "BUILTIN_ROLES",
     "AccessControl",
+    "AccessMixin",
     "AttributeTable",
     "GuardedCollection",
     "Permission",

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import CollectionNotFoundError, SecureCMRError
+from ..errors import CollectionNotFoundError, ItemNotFoundError, PermissionDeniedError, SecureCMRError
 from ._control import AccessControl
 from ._policy import Policy, compile_policy
 from ._registry import User
@@ -50,12 +50,6 @@ class _Collection(Protocol):
     def delete(self, ids: Any) -> Any: ...
 
 
-class _Store(Protocol):
-    def create_collection(self, name: str, **kwargs: Any) -> Any: ...
-
-    def collection(self, name: str) -> Any: ...
-
-
 def _and(a: Policy | None, b: Policy | None) -> Policy | None:
     if a is None:
         return b
@@ -70,7 +64,7 @@ _QUERY_KEYS = ("text", "image", "video", "vector", "code")
 class Session:
     """An authenticated user's handle on a store. Get one with ``store.session(token)``."""
 
-    def __init__(self, store: _Store, control: AccessControl, user: User) -> None:
+    def __init__(self, store: Any, control: AccessControl, user: User) -> None:
         self._store = store
         self._control = control
         self._user = user
@@ -148,7 +142,7 @@ class Session:
                 reason="no such collection",
             )
             raise CollectionNotFoundError(
-                "no such collection; check the name (store.collections() lists yours)"
+                "no such collection; check the name (session.collections() lists yours)"
             ) from None
         return GuardedCollection(self, inner, name)
 
@@ -217,16 +211,36 @@ class GuardedCollection:
         return out
 
     def delete(self, ids: Any) -> Any:
+        """Delete items; an item hidden from the user by a policy reads exactly like a missing one."""
         user = self._session._fresh_user()
         self._control.require(user, Permission.DELETE, action="delete", collection=self.name)
         ids = [ids] if isinstance(ids, str | int) else list(ids)
+        role = self._control.role_of(user)
+        policy = _and(self._collection_policy(), role.policy)
         try:
+            if policy is not None:
+                self._check_visible(policy, user, ids)
             out = self._inner.delete(ids)
+        except ItemNotFoundError:
+            self._audit(user, "delete", result_ids=ids, outcome="denied", reason="no such item")
+            raise ItemNotFoundError(
+                "no such item in this collection; check the id (nothing was deleted)"
+            ) from None
         except SecureCMRError as exc:
             self._audit(user, "delete", result_ids=ids, outcome="denied", reason=type(exc).__name__)
             raise
         self._audit(user, "delete", result_ids=ids, detail={"count": len(ids)})
         return out
+
+    def _check_visible(self, policy: Policy, user: User, ids: list[Any]) -> None:
+        getter = getattr(self._inner, "get", None)
+        if not callable(getter):
+            raise PermissionDeniedError("this collection cannot check record policies on delete")
+        ctx = user.policy_context()
+        for item_id in ids:
+            item = getter(item_id)  # raises ItemNotFoundError for unknown ids
+            if not policy.allows(dict(getattr(item, "attrs", {}) or {}), ctx):
+                raise ItemNotFoundError("hidden")
 
     def search(self, *, k: int = 10, **kwargs: Any) -> list[Any]:
         """Search only the items the user may see; returns up to ``k`` authorised hits."""
@@ -278,9 +292,14 @@ def _overfetch(search: Callable[[int], Sequence[Any]], keep: Callable[[Any], boo
 
 
 def _with_score(hit: Any, score: float) -> Any:
+    """A copy of ``hit`` with the (coarsened) score; the exact distance is withheld too."""
+    changes: dict[str, Any] = {"score": score}
+    if hasattr(hit, "distance"):
+        changes["distance"] = None
     if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
-        return dataclasses.replace(hit, score=score)
-    hit.score = score
+        return dataclasses.replace(hit, **changes)
+    for key, value in changes.items():
+        setattr(hit, key, value)
     return hit
 
 
