@@ -294,3 +294,26 @@ def test_real_model_video_encoder(models_dir: Path, videos: dict[str, Path], int
     still = securecmr.load_image_encoder(models_dir, int8=int8, num_threads=1).encode(img)[0]
     zs = enc.encode([videos["red"], videos["blue"]])
     assert float(zs[0] @ still) > float(zs[1] @ still)
+
+
+def test_prefetch_thread_gives_the_same_segments_and_errors(videos: dict[str, Path]) -> None:
+    inline = list(VideoEncoder(ColourEncoder(), window_s=2.0).iter_segments(videos["avi"]))
+    enc = VideoEncoder(ColourEncoder(), window_s=2.0, prefetch=3)
+    threaded = list(enc.iter_segments(videos["avi"]))
+    assert spans(threaded) == spans(inline)
+    for a, b in zip(inline, threaded, strict=True):
+        np.testing.assert_array_equal(a.vector, b.vector)
+    got = []
+    with pytest.raises(VideoDecodeError, match="truncated"):
+        for seg in enc.iter_segments(videos["truncated"]):
+            got.append(seg)
+    assert len(got) >= 3
+    # stopping early closes the producer thread and the file
+    it = enc.iter_segments(videos["avi"])
+    next(it)
+    it.close()  # type: ignore[attr-defined]
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "securecmr-video-decode"]
+    with pytest.raises(ConfigurationError):
+        VideoEncoder(ColourEncoder(), prefetch=-1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._progress import progress
 from ..errors import ConfigurationError, EmptyInputError, ShapeError, VideoDecodeError
-from ._video_decode import DecodeCursor, SampledFrame, iter_sampled_frames
+from ._video_decode import DecodeCursor, SampledFrame, iter_sampled_frames, prefetched
 
 __all__ = ["FrameEncoder", "VideoEncoder", "VideoSegment", "load_video_encoder"]
 
@@ -85,7 +85,9 @@ class VideoEncoder:
     downscaled frames, in [0, 1], above which a frame starts a new scene), ``min_scene_s`` (shortest
     scene), ``window_s`` (default segment length), ``batch_size`` (frames per encoder call) and
     ``max_short_side`` (sampled frames are downscaled to this shorter side before encoding and
-    filtering; None keeps full resolution).
+    filtering; None keeps full resolution) and ``prefetch`` (decode in a background thread, up to
+    this many sampled frames ahead, so decoding overlaps encoding on a host with a spare core; 0,
+    the default, decodes inline).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class VideoEncoder:
         window_s: float = 10.0,
         batch_size: int = 16,
         max_short_side: int | None = 320,
+        prefetch: int = 0,
     ) -> None:
         if fps <= 0:
             raise ConfigurationError(f"fps must be > 0, got {fps}")
@@ -108,6 +111,8 @@ class VideoEncoder:
             raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 < scene_threshold <= 1.0:
             raise ConfigurationError(f"scene_threshold must be in (0, 1], got {scene_threshold}")
+        if prefetch < 0:
+            raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
         if max_short_side is not None and max_short_side < 16:
             raise ConfigurationError(f"max_short_side must be >= 16 or None, got {max_short_side}")
         self.frame_encoder = frame_encoder
@@ -118,6 +123,7 @@ class VideoEncoder:
         self.window_s = window_s
         self.batch_size = batch_size
         self.max_short_side = max_short_side
+        self.prefetch = prefetch
 
     @property
     def dim(self) -> int:
@@ -176,11 +182,12 @@ class VideoEncoder:
             return seg, vecs
 
         cursor = DecodeCursor()
-        frames = iter_sampled_frames(
+        decoded = iter_sampled_frames(
             path, fps=self.fps if fps is None else fps, scene_change=scene_change,
             scene_threshold=self.scene_threshold, min_scene_s=self.min_scene_s,
             max_short_side=self.max_short_side, window_s=window_s, cursor=cursor,
         )
+        frames: Iterator[SampledFrame] = prefetched(decoded, self.prefetch) if self.prefetch else decoded
         try:
             for frame in frames:
                 if frame.boundary and pending:

@@ -9,7 +9,9 @@ in [0, 1]).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigurationError, VideoDecodeError
 
-__all__ = ["DecodeCursor", "SampledFrame", "iter_sampled_frames", "open_video"]
+__all__ = ["DecodeCursor", "SampledFrame", "iter_sampled_frames", "open_video", "prefetched"]
 
 _THUMB_W, _THUMB_H = 32, 24
 
@@ -132,7 +134,7 @@ def iter_sampled_frames(
     max_short_side: int | None = 320,
     window_s: float | None = None,
     cursor: DecodeCursor | None = None,
-) -> Iterator[SampledFrame]:
+) -> Generator[SampledFrame, None, None]:
     """Decode ``path`` as a stream and yield the sampled frames in presentation order.
 
     A frame is sampled when at least ``1 / fps`` seconds passed since the last sample, when it starts a
@@ -223,3 +225,53 @@ def iter_sampled_frames(
             )
     finally:
         container.close()
+
+
+_DONE = object()
+
+
+def prefetched(frames: Generator[SampledFrame, None, None], depth: int) -> Iterator[SampledFrame]:
+    """Run ``frames`` (a decoding generator) in a background thread, at most ``depth`` frames ahead.
+
+    Decoding (PyAV releases the GIL) then overlaps encoding (onnxruntime releases it too). Errors
+    raised by the producer are re-raised here, in order, after the frames decoded before them.
+    Closing this generator stops the producer and closes the file.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for f in frames:
+                if not put(f):
+                    break
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+            return
+        finally:
+            if stop.is_set():
+                frames.close()
+        put(_DONE)
+
+    worker = threading.Thread(target=produce, name="securecmr-video-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
