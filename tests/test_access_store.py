@@ -243,3 +243,15 @@ def test_property_results_authorised_exact_and_audited(
             dist = sorted(int(np.unpackbits(it.codes["image"] ^ q).sum()) for it in authorised)[:k]
             assert sorted(round((1 - h.score) * BITS) for h in hits) == dist
         assert store.audit.verify().records == _n_records(store)
+
+
+def test_access_demo(store: Any) -> None:
+    from securecmr.access import run_access_demo
+
+    rng = np.random.default_rng(5)
+    codes = {f"img{i}": _code(rng) for i in range(8)}
+    out = run_access_demo(store, codes, _code(rng), k=3, item_factory=None if store.real else DItem)
+    assert out["different_results"]
+    assert {r["department"] for r in out["users"]["ana"]["results"]} == {"radiology"}
+    assert {r["department"] for r in out["users"]["omar"]["results"]} == {"oncology"}
+    assert out["audit"]["ok"]

@@ -7,6 +7,7 @@ Policies are small expressions over ``item.<attr>`` and ``user.<attr>`` combined
 from __future__ import annotations
 
 from ._control import AccessControl
+from ._demo import run_access_demo
 from ._mixin import AccessMixin
 from ._policy import AttributeTable, Policy, compile_policy
 from ._registry import User
@@ -29,5 +30,6 @@ __all__ = [
     "TokenSigner",
     "User",
     "compile_policy",
+    "run_access_demo",
     "token_hash",
 ]
