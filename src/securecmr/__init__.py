@@ -6,7 +6,7 @@ Public names are listed in ``__all__`` (kept sorted; a test checks it). Heavy de
 
 from __future__ import annotations
 
-from . import encoders, errors
+from . import access, audit, encoders, errors
 from ._version import __version__
 from .encoders import VideoEncoder, VideoSegment, load_image_encoder, load_text_encoder, load_video_encoder
 from .errors import SecureCMRError
@@ -16,6 +16,8 @@ __all__ = [
     "VideoEncoder",
     "VideoSegment",
     "__version__",
+    "access",
+    "audit",
     "encoders",
     "errors",
     "load_image_encoder",
