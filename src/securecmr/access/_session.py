@@ -251,7 +251,10 @@ class GuardedCollection:
         if role.max_k is not None:
             k = min(k, role.max_k)
         policy = _and(self._collection_policy(), role.policy)
+        monitor = _monitor_of(self._session._store)
         try:
+            if monitor is not None:  # the query guard may throttle, block or lower k
+                k = int(monitor.before_search(user.name, k))
             if policy is None:
                 hits = list(self._inner.search(k=k, **kwargs))
             else:
@@ -263,6 +266,20 @@ class GuardedCollection:
         if privacy.active:
             hits = [_with_score(h, privacy.apply(float(h.score))) for h in hits]
         self._audit(user, "search", query_fingerprint=fp, result_ids=[h.id for h in hits], detail={"k": k})
+        if monitor is not None:
+            code = kwargs.get("code")
+            qbytes = bytes.fromhex(fp or "") if code is None else np.asarray(code, np.uint8).tobytes()
+            monitor.after_search(
+                user.name,
+                collection=self.name,
+                k=k,
+                code=qbytes,
+                result_ids=[h.id for h in hits],
+                scores=[float(h.score) for h in hits],
+                collection_size=_size_of(self._inner),
+                bits=int(getattr(self._inner, "bits", 64)),
+                tenant=user.tenant,
+            )
         return hits
 
     def _filtered_search(self, policy: Policy, user: User, k: int, kwargs: dict[str, Any]) -> list[Any]:
@@ -276,6 +293,24 @@ class GuardedCollection:
         return _overfetch(
             lambda n: self._inner.search(k=n, **kwargs), lambda h: policy.allows(h.attrs, ctx), k
         )
+
+
+def _monitor_of(store: Any) -> Any:
+    """The store's query monitor when it has one with the search hooks, else None."""
+    try:
+        monitor = getattr(store, "monitor", None)
+    except SecureCMRError:
+        return None
+    if monitor is None or not callable(getattr(monitor, "before_search", None)):
+        return None
+    return monitor
+
+
+def _size_of(coll: Any) -> int:
+    try:
+        return len(coll)
+    except TypeError:
+        return int(getattr(coll, "count", 0) or 0)
 
 
 def _overfetch(search: Callable[[int], Sequence[Any]], keep: Callable[[Any], bool], k: int) -> list[Any]:
