@@ -317,3 +317,19 @@ def test_prefetch_thread_gives_the_same_segments_and_errors(videos: dict[str, Pa
     assert not [t for t in threading.enumerate() if t.name == "securecmr-video-decode"]
     with pytest.raises(ConfigurationError):
         VideoEncoder(ColourEncoder(), prefetch=-1)
+
+
+@pytest.mark.parametrize("ext", ["avi", "mp4", "mkv"])
+def test_zero_frame_videos(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"zero.{ext}"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()  # header only, no frame
+    container.close()
+    enc = VideoEncoder(ColourEncoder())
+    with pytest.raises(VideoDecodeError, match=r"no decodable frame|no video stream|cannot open") as info:
+        list(enc.iter_segments(path))
+    assert path.name in str(info.value)
+    with pytest.raises(VideoDecodeError):
+        enc.encode(path)
