@@ -13,6 +13,7 @@ from ._detector import QueryAnomalyDetector
 from ._events import QueryEvent, QueryLog, keyed_id
 from ._features import FEATURE_NAMES, PrincipalTracker, hour_profile, principal_features
 from ._guard import Alert, GuardPolicy, QueryGuard
+from ._mixin import MonitorMixin, open_store_monitor
 from ._simulator import (
     ATTACKS,
     HammingIndex,
@@ -30,6 +31,7 @@ __all__ = [
     "Alert",
     "GuardPolicy",
     "HammingIndex",
+    "MonitorMixin",
     "PlannedQuery",
     "PrincipalTracker",
     "QueryAnomalyDetector",
@@ -41,6 +43,7 @@ __all__ = [
     "hash_vectors",
     "hour_profile",
     "keyed_id",
+    "open_store_monitor",
     "principal_features",
     "run_plan",
     "synthetic_collection",

@@ -127,8 +127,12 @@ def guard_overhead(
     collection_size: int,
     bits: int,
     repeats: int = 3,
+    event_code: Callable[[PlannedQuery], bytes] | None = None,
 ) -> dict[str, float]:
-    """Median per-search seconds without and with the guard (check + event + observe)."""
+    """Median per-search seconds without and with the guard (check + event + observe).
+
+    ``event_code`` gives the query code to log when the plan's ``code`` is not one (text queries).
+    """
     plan = sorted(plan, key=lambda q: q.time)
 
     def plain() -> float:
@@ -149,7 +153,7 @@ def guard_overhead(
                     time=q.time,
                     collection="sim",
                     k=k,
-                    code=q.code,
+                    code=q.code if event_code is None else event_code(q),
                     result_ids=tuple(ids),
                     top1=scores[0] if scores else None,
                     top2=scores[1] if len(scores) > 1 else None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError, MonitorError
+from ..errors import DecryptionError, IntegrityError, MonitorError
 
 __all__ = ["QueryEvent", "QueryLog", "keyed_id"]
 
@@ -174,7 +174,7 @@ class QueryLog:
                     raise MonitorError("the query log is sealed: open it through the store")
                 line = self._unseal(bytes.fromhex(line[1:].decode("ascii")))
             d = json.loads(line)
-        except MonitorError:
+        except (MonitorError, DecryptionError):
             raise
         except (ValueError, UnicodeDecodeError):
             raise IntegrityError(f"query log {self._path}: line {lineno} is corrupt") from None

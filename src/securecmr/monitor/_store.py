@@ -145,12 +145,15 @@ class StoreMonitor:
         denied: bool = False,
     ) -> Alert | None:
         """Log the search (keyed ids, salted code) and let the guard score the window if due."""
+        code = bytes(code)
+        if len(code) * 8 != bits:  # e.g. a query fingerprint instead of a code: measure in its own width
+            bits = len(code) * 8
         ev = QueryEvent(
             principal=principal,
             time=float(self.clock()),
             collection=collection,
             k=int(k),
-            code=bytes(code),
+            code=code,
             result_ids=tuple(keyed_id(self._key, r) for r in result_ids),
             top1=float(scores[0]) if len(scores) > 0 else None,
             top2=float(scores[1]) if len(scores) > 1 else None,
