@@ -87,7 +87,9 @@ def test_store_holds_no_injected_phi(tmp_path: Path) -> None:
         clean_records.append(MedicalRecord(rec.id, out.text, rec.image, rec.labels, rec.attrs, out.report))
     r = MedicalRetriever(bits=32, hasher_params=FAST).fit(clean_records, feats)
     store_dir = tmp_path / "store"
-    with securecmr.Store.create(store_dir, passphrase="correct horse battery staple") as store:
+    with securecmr.Store.create(  # type: ignore[attr-defined, unused-ignore]
+        store_dir, passphrase="correct horse battery staple"
+    ) as store:
         coll = r.create_collection(store, "cases")
         assert r.add(coll, clean_records, feats, store_text=True) == 48
         code = r.codes(feats.subset([0]))["text"][0]

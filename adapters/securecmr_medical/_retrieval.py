@@ -204,7 +204,7 @@ class MedicalRetriever:
             attrs = dict(r.attrs)
             if store_text and r.text:
                 attrs["text"] = r.text
-            item = securecmr.Item(  # type: ignore[attr-defined]
+            item = securecmr.Item(  # type: ignore[attr-defined, unused-ignore]
                 r.id, labels=tuple(r.labels), attrs=attrs, ref=ref, codes=per
             )
             items.append(item)
@@ -212,9 +212,10 @@ class MedicalRetriever:
             collection.add(items)
         return len(items)
 
-    def _query_code(
-        self, *, text: str | None, image: Any, deidentifier: TextDeidentifier | None
+    def query_code(
+        self, *, text: str | None = None, image: Any = None, deidentifier: TextDeidentifier | None = None
     ) -> np.ndarray:
+        """The packed code of one query (text is de-identified first), shape ``(bits // 8,)``."""
         hasher = self._check_fitted()
         if (text is None) == (image is None):
             raise ConfigurationError("pass exactly one of text= or image=")
@@ -238,5 +239,5 @@ class MedicalRetriever:
         (``"image"`` or ``"text"``). Query text is de-identified before it is encoded."""
         if target not in TARGETS:
             raise ConfigurationError(f"target must be one of {TARGETS}, not {target!r}")
-        code = self._query_code(text=text, image=image, deidentifier=deidentifier)
+        code = self.query_code(text=text, image=image, deidentifier=deidentifier)
         return list(collection.search(code=code, k=k, modality=target))
