@@ -66,6 +66,7 @@ class ColourEncoder:
                       batch_size: int = 32) -> np.ndarray:
         self.calls += 1
         self.frames_seen += len(frames)
+        self.max_batch = max(getattr(self, "max_batch", 0), len(frames))
         rows = []
         for f in frames:
             px = f.reshape(-1, 3).astype(np.float64) / 255.0
@@ -176,6 +177,16 @@ def test_frames_are_batched_and_streamed(videos: dict[str, Path]) -> None:
     # a 0.5 s grid over frames 0.00 .. 10.48 s: 0.0, 0.52, 1.0, ..., 10.0
     assert fe.frames_seen == len(segs[0].keyframe_times) == 21
     assert fe.frames_seen < 263  # far fewer than the decoded frames
+    # a long segment is encoded batch by batch: at most batch_size frames are held at once
+    fe4 = ColourEncoder()
+    enc4 = VideoEncoder(fe4, fps=2.0, window_s=30.0, scene_change=False, batch_size=4)
+    (seg4,) = list(enc4.iter_segments(videos["avi"]))
+    assert fe4.max_batch == 4 and fe4.calls == 6  # 21 frames: 5 batches of 4 + 1
+    np.testing.assert_allclose(seg4.vector, segs[0].vector, atol=1e-6)
+    clip = enc4.encode(videos["avi"])
+    assert fe4.max_batch == 4
+    same = VideoEncoder(ColourEncoder(), fps=2.0, scene_change=False).encode(videos["avi"])
+    np.testing.assert_allclose(clip[0], same[0], atol=1e-6)
 
 
 def test_frame_filter_is_applied_before_encoding(videos: dict[str, Path]) -> None:

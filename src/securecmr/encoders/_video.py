@@ -170,15 +170,25 @@ class VideoEncoder:
         self, path: VideoPath, *, window_s: float | None, scene_change: bool, output: Output,
         frame_filter: FrameFilter | None, fps: float | None,
     ) -> Iterator[tuple[VideoSegment, np.ndarray]]:
-        """Yield (segment, its frame vectors)."""
+        """Yield (segment, its frame vectors). Frames are encoded as soon as ``batch_size`` of them
+        wait, so at most one batch of decoded frames is held, however long a segment or clip is."""
         self._width(output)
-        pending: list[SampledFrame] = []
+        waiting: list[SampledFrame] = []  # decoded, not yet encoded
+        chunks: list[np.ndarray] = []  # encoded vectors of the current segment
+        times: list[float] = []
+        last_end = 0.0
+
+        def encode_waiting() -> None:
+            if waiting:
+                chunks.append(self._encode([f.rgb for f in waiting], output, frame_filter))
+                waiting.clear()
 
         def flush(end: float) -> tuple[VideoSegment, np.ndarray]:
-            vecs = self._encode([f.rgb for f in pending], output, frame_filter)
-            seg = VideoSegment(start=pending[0].time, end=end, vector=_pool(vecs),
-                               keyframe_times=tuple(f.time for f in pending))
-            pending.clear()
+            encode_waiting()
+            vecs = np.concatenate(chunks, axis=0)
+            seg = VideoSegment(start=times[0], end=end, vector=_pool(vecs), keyframe_times=tuple(times))
+            chunks.clear()
+            times.clear()
             return seg, vecs
 
         cursor = DecodeCursor()
@@ -190,15 +200,19 @@ class VideoEncoder:
         frames: Iterator[SampledFrame] = prefetched(decoded, self.prefetch) if self.prefetch else decoded
         try:
             for frame in frames:
-                if frame.boundary and pending:
+                if frame.boundary and times:
                     yield flush(frame.time)
-                pending.append(frame)
+                waiting.append(frame)
+                times.append(frame.time)
+                last_end = frame.end
+                if len(waiting) >= self.batch_size:
+                    encode_waiting()
         except VideoDecodeError:
-            if pending:  # keep what decoded before the damage, then report it
-                yield flush(max(cursor.end, pending[-1].end))
+            if times:  # keep what decoded before the damage, then report it
+                yield flush(max(cursor.end, last_end))
             raise
-        if pending:
-            yield flush(max(cursor.end, pending[-1].end))
+        if times:
+            yield flush(max(cursor.end, last_end))
 
     def iter_segments(
         self,
