@@ -193,7 +193,7 @@ def _is_current(directory: Path, int8: bool) -> bool:
     return not int8 or all(manifest["models"].get(k, {}).get("int8") for k in ("text", "image"))
 
 
-EXPORT_VERSION = 4
+EXPORT_VERSION = 5
 
 
 def export_models(
