@@ -116,7 +116,7 @@ def load_medpix(
             )
             report.loaded += 1
             report.add_deid(result.report)
-        except (InputError, ConfigurationError) as exc:
+        except InputError as exc:
             if strict:
                 raise
             report.skip(image_id, exc)

@@ -136,6 +136,11 @@ class MedicalRetriever:
         """Train the hasher on records that have an image, text and region/modality labels."""
         import securecmr.hashing
 
+        if self.method == "zero-shot":
+            raise ConfigurationError(
+                "method='zero-shot' hashes the shared 384-d space, not encoder features; use 'supervised', "
+                "'cca', 'cca-itq' or 'unsupervised'"
+            )
         feats = features if features is not None else self.encode(records)
         if len(feats.image) != len(records):
             raise InputError(f"features have {len(feats.image)} rows but there are {len(records)} records")
