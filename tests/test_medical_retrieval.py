@@ -117,3 +117,16 @@ def test_encode_with_real_encoders(models_dir: Path) -> None:
     assert feats.has_text.tolist() == [True, True, False, True, True]
     assert np.allclose(np.linalg.norm(feats.image[:4], axis=1), 1.0, atol=1e-4)
     assert not feats.text[2].any() and not feats.image[4].any()
+
+
+def test_misuse_errors() -> None:
+    from securecmr.errors import ConfigurationError, InputError
+
+    records, feats = _records_and_features(8)
+    with pytest.raises(ConfigurationError, match="zero-shot"):
+        MedicalRetriever(method="zero-shot").fit(records, feats)
+    with pytest.raises(NotFittedError):
+        MedicalRetriever().search(object(), text="mass")
+    one_class = [MedicalRecord(r.id, r.text, r.image, ("region:Thorax", "modality:CT")) for r in records]
+    with pytest.raises(InputError, match="two classes"):
+        MedicalRetriever(hasher_params=FAST).fit(one_class, feats)
