@@ -345,3 +345,16 @@ def test_real_encoders_find_the_right_scene(models_dir: Path, tmp_path: Path) ->
     cat = index.search(text="a cat", k=1)[0]
     assert (coffee.start, coffee.end) == (3.0, 6.0)
     assert (cat.start, cat.end) == (9.0, 12.0)
+
+
+def test_resume_after_repair_skips_stored_segments(clips: dict[str, Path]) -> None:
+    coll = MemoryCollection()
+    index = make_index(coll)
+    with pytest.raises(PartialIngestError) as info:
+        index.ingest(clips["truncated"], camera="cam-1", site="north", recording_id="cam-1-0800")
+    first = info.value.report
+    # the repaired (complete) recording: only the missing segments are added, no duplicates
+    rest = index.ingest(clips["cam1"], camera="cam-1", site="north", recording_id="cam-1-0800",
+                        skip_ids=set(first.ids))
+    assert not set(rest.ids) & set(first.ids)
+    assert len(coll.items) == first.segments + rest.segments == 7

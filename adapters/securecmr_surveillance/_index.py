@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,12 +135,17 @@ class SurveillanceIndex:
         ref_base: str | None = None,
         window_s: float | None = None,
         scene_change: bool | None = None,
+        skip_ids: Collection[str] = (),
     ) -> IngestReport:
         """Stream one video file into the collection, ``batch_items`` segments at a time.
 
         A file that cannot be opened or has no decodable frame raises ``VideoDecodeError`` and stores
         nothing; a file damaged part-way stores every segment decoded before the damage and then
         raises :class:`PartialIngestError` (a ``VideoDecodeError``) carrying the report.
+
+        ``skip_ids``: segment ids already stored (e.g. ``PartialIngestError.report.ids`` from an earlier
+        attempt on the same recording, now repaired); they are decoded but not added again. The
+        report counts only what this call stored.
         """
         pending: list[SegmentRecord] = []
         stored: list[str] = []
@@ -168,6 +173,8 @@ class SurveillanceIndex:
         try:
             for rec in records:
                 recording = rec.recording
+                if rec.id in skip_ids:
+                    continue
                 pending.append(rec)
                 if len(pending) >= self.batch_items:
                     flush()
