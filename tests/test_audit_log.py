@@ -169,3 +169,31 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         log.append("x", principal="p", outcome="maybe")
     assert "a" * 32 not in repr(log)
+
+
+class _Anchor:
+    def __init__(self) -> None:
+        self.value: tuple[int, str] | None = None
+
+    def save(self, n: int, head: str) -> None:
+        self.value = (n, head)
+
+    def load(self) -> tuple[int, str] | None:
+        return self.value
+
+
+def test_external_anchor_catches_consistent_truncation(tmp_path: Path) -> None:
+    anchor = _Anchor()
+    log = AuditLog(tmp_path, KEY, checkpoint_every=2, anchor=anchor)
+    for i in range(6):
+        log.append("search", principal="p", query=str(i))
+    log.close()
+    assert anchor.value is not None and anchor.value[0] == 6
+    lines = (tmp_path / "audit.jsonl").read_bytes().split(b"\n")[:-1]
+    cps = (tmp_path / "audit.checkpoints.jsonl").read_bytes().split(b"\n")[:-1]
+    # drop the last two records and the checkpoint that sealed them: self-consistent files...
+    (tmp_path / "audit.jsonl").write_bytes(b"".join(x + b"\n" for x in lines[:4]))
+    (tmp_path / "audit.checkpoints.jsonl").write_bytes(b"".join(x + b"\n" for x in cps[:-1]))
+    assert AuditLog(tmp_path, KEY).verify().records == 4  # ...that verify without the anchor
+    with pytest.raises(AuditIntegrityError, match="anchor"):
+        AuditLog(tmp_path, KEY, anchor=anchor).verify()

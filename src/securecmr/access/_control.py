@@ -30,6 +30,19 @@ def _subkey(secret: bytes, label: str) -> bytes:
     return hmac.new(secret, b"securecmr/access/" + label.encode(), hashlib.sha256).digest()
 
 
+class _RegistryAnchor:
+    """Keeps the audit log's newest checkpoint inside the sealed user registry."""
+
+    def __init__(self, registry: UserRegistry) -> None:
+        self._registry = registry
+
+    def save(self, n: int, head: str) -> None:
+        self._registry.save_anchor(n, head)
+
+    def load(self) -> tuple[int, str] | None:
+        return self._registry.load_anchor()
+
+
 class AccessControl:
     """Users, tokens and the audit log of a store rooted at ``directory``.
 
@@ -58,6 +71,7 @@ class AccessControl:
             clock=self.clock,
             retention_days=retention_days,
             checkpoint_every=checkpoint_every,
+            anchor=_RegistryAnchor(self.registry),
         )
 
     def __repr__(self) -> str:

@@ -114,6 +114,7 @@ class UserRegistry:
         self._key = key
         self.users: dict[str, User] = {}
         self.roles: dict[str, Role] = {}
+        self.audit_anchor: tuple[int, str] | None = None
         if self.path.exists():
             self._load()
 
@@ -132,6 +133,8 @@ class UserRegistry:
             data = json.loads(plain)
             self.users = {n: User.from_dict(u) for n, u in data["users"].items()}
             self.roles = {n: Role.from_dict(r) for n, r in data["roles"].items()}
+            anchor = data.get("audit_anchor")
+            self.audit_anchor = (int(anchor[0]), str(anchor[1])) if anchor else None
         except Exception:  # one opaque error: wrong key, altered or truncated file
             raise IntegrityError(
                 f"{self.path.name}: the user registry does not decrypt (wrong key, or the file was altered)"
@@ -142,6 +145,7 @@ class UserRegistry:
             "version": 1,
             "users": {n: u.to_dict() for n, u in sorted(self.users.items())},
             "roles": {n: r.to_dict() for n, r in sorted(self.roles.items())},
+            "audit_anchor": list(self.audit_anchor) if self.audit_anchor else None,
         }
         nonce = secrets.token_bytes(12)
         blob = nonce + self._aead().encrypt(nonce, json.dumps(data, sort_keys=True).encode("utf-8"), _AAD)
@@ -152,6 +156,14 @@ class UserRegistry:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+
+    # the audit log's external anchor (newest checkpoint), kept sealed with the users
+    def save_anchor(self, n: int, head: str) -> None:
+        self.audit_anchor = (n, head)
+        self.save()
+
+    def load_anchor(self) -> tuple[int, str] | None:
+        return self.audit_anchor
 
     def role(self, name: str) -> Role:
         if name in BUILTIN_ROLES:

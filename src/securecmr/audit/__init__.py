@@ -7,6 +7,6 @@
 
 from __future__ import annotations
 
-from ._log import HIPAA_RETENTION_DAYS, AuditLog, AuditReport
+from ._log import HIPAA_RETENTION_DAYS, AuditAnchor, AuditLog, AuditReport
 
-__all__ = ["HIPAA_RETENTION_DAYS", "AuditLog", "AuditReport"]
+__all__ = ["HIPAA_RETENTION_DAYS", "AuditAnchor", "AuditLog", "AuditReport"]

@@ -24,13 +24,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from ..errors import AuditIntegrityError, ConfigurationError
 
-__all__ = ["HIPAA_RETENTION_DAYS", "AuditLog", "AuditReport"]
+__all__ = ["HIPAA_RETENTION_DAYS", "AuditAnchor", "AuditLog", "AuditReport"]
 
 HIPAA_RETENTION_DAYS = 6 * 365 + 2  # six years, leap days included
 _GENESIS = "0" * 64
@@ -44,6 +44,15 @@ def _canon(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
         "ascii"
     )
+
+
+class AuditAnchor(Protocol):
+    """Somewhere outside the audit files (the store's sealed metadata) that keeps the newest
+    checkpoint ``(n, head)``, so truncating the log *and* its checkpoint file is caught too."""
+
+    def save(self, n: int, head: str) -> None: ...
+
+    def load(self) -> tuple[int, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class AuditLog:
         checkpoint_every: int = 100,
         retention_days: float = HIPAA_RETENTION_DAYS,
         durable: bool = False,
+        anchor: AuditAnchor | None = None,
     ) -> None:
         if not isinstance(key, bytes) or len(key) < 32:
             raise ConfigurationError("the audit key must be at least 32 bytes")
@@ -97,6 +107,7 @@ class AuditLog:
         self.checkpoint_every = int(checkpoint_every)
         self.retention_days = float(retention_days)
         self.durable = durable
+        self._anchor = anchor
         self._clock = clock or time.time
         self._chain_key = hmac.new(key, b"securecmr/audit/chain", hashlib.sha256).digest()
         self._cp_key = hmac.new(key, b"securecmr/audit/checkpoint", hashlib.sha256).digest()
@@ -295,6 +306,8 @@ class AuditLog:
                 os.fsync(fh.fileno())
         self._cp_head = cp["mac"]
         self._since_cp = 0
+        if self._anchor is not None and kind != "purge":
+            self._anchor.save(int(cp["n"]), str(cp["head"]))
 
     def checkpoint(self) -> None:
         """Seal the current head now (also done every ``checkpoint_every`` records and on close)."""
@@ -385,6 +398,16 @@ class AuditLog:
                 if heads.get(n) != cp["head"]:
                     raise AuditIntegrityError(f"audit record {n} does not match checkpoint {j}: altered")
                 last_n = max(last_n, n)
+            anchored = self._anchor.load() if self._anchor is not None else None
+            if anchored is not None and anchored[0] >= base_n:
+                n, head = anchored
+                if n > total:
+                    raise AuditIntegrityError(
+                        f"audit log truncated: the sealed anchor covers {n} records, log ends at {total}"
+                        f" (first missing: audit record {total + 1})"
+                    )
+                if heads.get(n) != head:
+                    raise AuditIntegrityError(f"audit record {n} does not match the store's sealed anchor")
             return AuditReport(
                 records=len(lines),
                 checkpoints=len(cps),
