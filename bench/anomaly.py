@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         mean = np.asarray(vectors, dtype=np.float64).mean(axis=0)
         text_plan = [
             PlannedQuery(q.principal, q.kind, q.time, texts[i].encode("utf-8"), q.k)
-            for i, q in enumerate(plan[:200])
+            for i, q in enumerate(plan[:100])
         ]
 
         last: dict[str, bytes] = {}
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             text_search,
             collection_size=len(index),
             bits=index.bits,
-            repeats=1,
+            repeats=3,
             event_code=lambda _q: last["code"],
         )
     print(f"{'attack':20s} {'detected':>9s} {'median q':>9s} {'max q':>6s}")

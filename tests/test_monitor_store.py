@@ -15,7 +15,13 @@ import pytest
 from _access_double import DItem, DStore
 
 from securecmr.errors import BlockedError, DecryptionError, PermissionDeniedError
-from securecmr.monitor import MonitorMixin, TrafficSimulator, open_store_monitor, synthetic_collection
+from securecmr.monitor import (
+    MonitorMixin,
+    QueryAnomalyDetector,
+    TrafficSimulator,
+    open_store_monitor,
+    synthetic_collection,
+)
 from securecmr.monitor._simulator import EPOCH
 
 
@@ -44,7 +50,7 @@ def test_session_searches_are_logged_guarded_and_audited(tmp_path: Path) -> None
     raw = (tmp_path / "monitor" / "queries.log").read_bytes()
     assert b"ana" not in raw and b"patient-" not in raw  # sealed at rest, ids keyed
 
-    store.monitor.fit()
+    store.monitor.fit(detector=QueryAnomalyDetector(stride=8))  # windows more often: short history
     mallory = store.session(store.create_user("mallory", role="reader"))
     blocked = served = 0
     for q in sim.attack("scraper", "mallory", start_day=9, n_queries=100):

@@ -80,7 +80,7 @@ class QueryAnomalyDetector:
         self,
         *,
         window: int = 48,
-        stride: int = 8,
+        stride: int = 16,
         min_events: int = 24,
         n_estimators: int = 100,
         max_samples: int = 256,
@@ -250,19 +250,22 @@ class QueryAnomalyDetector:
     def _forest_scores(self, Z: np.ndarray) -> np.ndarray:
         """Isolation-forest anomaly scores in (0, 1] (sklearn's ``-score_samples``)."""
         Zf = Z.astype(np.float32).astype(np.float64)  # sklearn trees compare float32 inputs
-        T = self.tree_feature_.shape[0]
-        rows = np.arange(T)[None, :]
-        node = np.zeros((Zf.shape[0], T), dtype=np.int64)
+        T, N = self.tree_feature_.shape
+        feat, thr = self.tree_feature_.ravel(), self.tree_threshold_.ravel()
+        left, right = self.tree_left_.ravel(), self.tree_right_.ravel()
+        base = np.arange(T, dtype=np.int64) * N
+        rows = np.arange(Zf.shape[0], dtype=np.int64)[:, None] * Zf.shape[1]
+        flat_z = Zf.ravel()
+        node = np.broadcast_to(base, (Zf.shape[0], T)).copy()  # flat index tree * N + node
         for _ in range(self.tree_depth_):
-            f = self.tree_feature_[rows, node]
+            f = feat[node]
             split = f >= 0
             if not split.any():
                 break
-            x = np.take_along_axis(Zf, np.where(split, f, 0), axis=1)
-            go_left = x <= self.tree_threshold_[rows, node]
-            nxt = np.where(go_left, self.tree_left_[rows, node], self.tree_right_[rows, node])
-            node = np.where(split, nxt, node)
-        depths = self.tree_leaf_[rows, node].sum(axis=1)
+            x = flat_z[rows + np.maximum(f, 0)]
+            nxt = np.where(x <= thr[node], left[node], right[node])
+            node = np.where(split, base + nxt, node)
+        depths = self.tree_leaf_.ravel()[node].sum(axis=1)
         return np.asarray(2.0 ** (-depths / self.forest_norm_), dtype=np.float64)
 
     def _as_matrix(self, X: np.ndarray) -> np.ndarray:

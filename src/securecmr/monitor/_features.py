@@ -66,7 +66,7 @@ class PrincipalTracker:
         self,
         *,
         window: int = 48,
-        stride: int = 8,
+        stride: int = 16,
         min_events: int = 24,
         history: int = 256,
         near_duplicate_bits: int | None = None,
@@ -82,7 +82,9 @@ class PrincipalTracker:
         self.count = 0
         self._events: deque[QueryEvent] = deque(maxlen=window)
         self._mind: deque[float] = deque(maxlen=window)  # min distance of each windowed query
-        self._codes: deque[np.ndarray] = deque(maxlen=history)
+        self.history = history
+        self._ring: np.ndarray | None = None  # the last ``history`` query codes
+        self._seq = np.full(history, -1, dtype=np.int64)  # push number of each ring slot
         self._pending = 0
         self._seen: set[str] = set()
         self._seen_before_window: deque[frozenset[str]] = deque(maxlen=window)
@@ -92,7 +94,14 @@ class PrincipalTracker:
 
     def push(self, event: QueryEvent) -> np.ndarray | None:
         """Add one event; every ``stride`` events (after ``min_events``) return the window's features."""
-        self._codes.append(np.frombuffer(event.code, dtype=np.uint8))
+        code = np.frombuffer(event.code, dtype=np.uint8)
+        if self._ring is None or self._ring.shape[1] != code.size:
+            self._settle()  # codes of another width are not comparable: start a new ring
+            self._ring = np.zeros((self.history, code.size), dtype=np.uint8)
+            self._seq.fill(-1)
+        slot = self.count % self.history
+        self._ring[slot] = code
+        self._seq[slot] = self.count
         self._pending += 1
         new_ids = frozenset(r for r in event.result_ids if r not in self._seen)
         self._seen.update(new_ids)
@@ -105,23 +114,18 @@ class PrincipalTracker:
 
     def _settle(self) -> None:
         """Min Hamming distance of each not-yet-measured query to the principal's earlier queries."""
-        p = min(self._pending, len(self._codes))
+        p = min(self._pending, self.history)
         self._pending = 0
-        if p == 0:
+        if p == 0 or self._ring is None:
             return
-        codes = list(self._codes)
-        width = codes[-1].size
-        bits = self._events[-1].bits or width * 8
-        if any(c.size != width for c in codes):
-            self._mind.extend([1.0] * p)
-            return
-        mat = np.stack(codes)
-        h = len(codes)
-        dist = _popcount_dist(mat[h - p :], mat).astype(np.float64)
-        own = np.arange(h - p, h)[:, None]
-        dist[np.arange(h)[None, :] >= own] = np.inf  # only earlier queries count
-        mind = dist.min(axis=1) / bits
-        self._mind.extend(np.where(np.isfinite(mind), mind, 1.0).tolist())
+        bits = self._ring.shape[1] * 8
+        seqs = np.arange(self.count - p, self.count)
+        new = self._ring[seqs % self.history]
+        dist = np.bitwise_count(np.bitwise_xor(new[:, None, :], self._ring[None, :, :])).sum(axis=2)
+        earlier = (self._seq[None, :] >= 0) & (self._seq[None, :] < seqs[:, None])
+        dist = np.where(earlier, dist, bits + 1)
+        mind = dist.min(axis=1).astype(np.float64)
+        self._mind.extend(np.where(mind > bits, 1.0, mind / bits).tolist())
 
     def features(self) -> np.ndarray:
         """The feature row over the current window (see :data:`FEATURE_NAMES`)."""
@@ -153,12 +157,13 @@ class PrincipalTracker:
                 overlaps.append(len(sa & sb) / len(sa | sb))
         overlap = float(np.mean(overlaps)) if overlaps else 0.0
 
-        codes = list(self._codes)[-n:]
-        bits = evs[-1].bits or codes[-1].size * 8
-        if len({c.size for c in codes}) == 1 and n > 1:
-            mat = np.stack(codes)
+        ring = self._ring if self._ring is not None else np.zeros((1, 1), np.uint8)
+        bits = ring.shape[1] * 8
+        m = min(n, self.history, int((self._seq >= 0).sum()))
+        if m > 1:
+            mat = ring[np.arange(self.count - m, self.count) % self.history]
             dm = _popcount_dist(mat, mat)
-            dispersion = float(dm[np.triu_indices(n, 1)].mean()) / bits
+            dispersion = float(dm.sum()) / (m * (m - 1)) / bits
         else:
             dispersion = 0.0
 
@@ -243,7 +248,7 @@ def principal_features(
     events: Sequence[QueryEvent],
     *,
     window: int = 48,
-    stride: int = 8,
+    stride: int = 16,
     min_events: int = 24,
     profile: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int]]:
