@@ -255,3 +255,16 @@ def test_access_demo(store: Any) -> None:
     assert {r["department"] for r in out["users"]["ana"]["results"]} == {"radiology"}
     assert {r["department"] for r in out["users"]["omar"]["results"]} == {"oncology"}
     assert out["audit"]["ok"]
+
+
+def test_audit_export_needs_permission(store: Any) -> None:
+    import io
+
+    reader = store.session(store.create_user("r", role="reader"))
+    auditor = store.session(store.create_user("a", role="auditor"))
+    with pytest.raises(PermissionDeniedError):
+        reader.export_audit(io.StringIO())
+    buf = io.StringIO()
+    n = auditor.export_audit(buf)
+    assert n == len(buf.getvalue().splitlines()) >= 3
+    assert list(store.audit.records())[-1]["action"] == "audit.export"

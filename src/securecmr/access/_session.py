@@ -164,6 +164,16 @@ class Session:
         self._control.audit.append("audit.read", principal=user.name, tenant=user.tenant)
         return self._control.audit
 
+    def export_audit(self, out: Any) -> int:
+        """Verify the audit log and write it as JSON lines to ``out`` (needs the ``export`` permission)."""
+        user = self._fresh_user()
+        self._control.require(user, Permission.EXPORT, action="audit.export")
+        n = self._control.audit.export(out)
+        self._control.audit.append(
+            "audit.export", principal=user.name, tenant=user.tenant, detail={"records": n}
+        )
+        return n
+
 
 class GuardedCollection:
     """A collection seen through a session: ``add``/``search``/``delete`` are checked and audited."""
