@@ -114,3 +114,15 @@ def test_iu_xray(tmp_path: Path) -> None:
     assert sorted(s.error for s in rep.skipped) == ["EmptyReportError", "MissingImageError"]
     with pytest.raises(ConfigurationError):
         load_iu_xray(path, split="dev")
+
+
+def test_import_is_light_and_reprs_hold_no_text(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, securecmr_medical; print('pydicom' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    records, report = load_medpix(_medpix(tmp_path / "medpix2"))
+    blob = repr(records) + repr(report) + json.dumps(report.to_dict())
+    assert "obstructing" not in blob and "Okafor" not in blob
