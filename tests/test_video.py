@@ -83,6 +83,8 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "avi": make_video(d / "blocks.avi", BLOCKS),
         "mp4": make_video(d / "blocks.mp4", BLOCKS, codec="libx264" if "libx264" in av.codecs_available
                           else "mpeg4"),
+        "ts": make_video(d / "blocks.ts", BLOCKS),
+        "mkv": make_video(d / "blocks.mkv", BLOCKS),
         "red": make_video(d / "red.avi", [(RED, 3.0)]),
         "blue": make_video(d / "blue.avi", [(BLUE, 3.0)]),
     }
@@ -104,7 +106,7 @@ def spans(segments: Sequence[VideoSegment]) -> list[float]:
     return [t for s in segments for t in (s.start, s.end)]
 
 
-@pytest.mark.parametrize("kind", ["avi", "mp4"])
+@pytest.mark.parametrize("kind", ["avi", "mp4", "ts", "mkv"])
 def test_segments_cut_at_scene_changes_with_timestamps(videos: dict[str, Path], kind: str) -> None:
     enc = VideoEncoder(ColourEncoder(), window_s=30.0)
     segs = list(enc.iter_segments(videos[kind]))

@@ -162,6 +162,8 @@ def iter_sampled_frames(
     step = _frame_step(stream)
     period = 1.0 / fps
     tb = float(stream.time_base) if stream.time_base is not None else None
+    # times are relative to the stream's start (MPEG-TS and some cameras start pts far from zero)
+    origin = float(stream.start_time) * tb if stream.start_time is not None and tb is not None else 0.0
     size: tuple[int, int] | None = None
     prev_thumb: np.ndarray | None = None
     next_sample = -np.inf
@@ -177,7 +179,10 @@ def iter_sampled_frames(
                     frame = next(frames)
                 except StopIteration:
                     break
-                t = float(frame.pts) * tb if frame.pts is not None and tb is not None else n_decoded * step
+                if frame.pts is not None and tb is not None:
+                    t = float(frame.pts) * tb - origin
+                else:
+                    t = n_decoded * step
                 t = max(t, 0.0)
                 n_decoded += 1
                 last_time = t
