@@ -6,7 +6,8 @@
 
 * ``phi_recall``: injected PHI instances whose every word is inside a redaction span;
 * ``phi_token_recall``: the same per word;
-* ``leaked_documents``: documents whose output still contains an injected string of 5+ characters;
+* ``leaked_documents``: documents whose output still contains an injected string of 5+ characters
+  as a whole word;
 * ``clinical_token_retention``: words of the original report (outside injected PHI) that survive,
   i.e. are not touched by any redaction.
 """
@@ -339,7 +340,8 @@ def evaluate_deidentifier(
             c[0] += found
             c[1] += 1
             gold_text = inj.text[g.start : g.end]
-            if len(gold_text) >= 5 and gold_text in result.text:  # short numbers recur by chance
+            # whole-word match ("Patel" in "Patella" is no leak); short numbers recur by chance
+            if len(gold_text) >= 5 and re.search(rf"(?<!\w){re.escape(gold_text)}(?!\w)", result.text):
                 leak = True
         leaked += leak
         for a, b in inj.original_spans:
