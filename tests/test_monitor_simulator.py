@@ -64,3 +64,10 @@ def test_evaluate_catches_every_attack_type() -> None:
             assert res["attacks"][kind]["median_queries_to_detect"] <= 120
     assert res["benign_windows"] > 0
     assert res["benign_false_positive_rate"] < 0.1  # tiny training set here; the bench measures it properly
+
+
+def test_popcount_fallback_matches() -> None:
+    from securecmr.monitor._features import _POP8, popcount_u8
+
+    x = np.random.default_rng(0).integers(0, 256, size=(5, 8), dtype=np.uint8)
+    np.testing.assert_array_equal(popcount_u8(x), _POP8[x])

@@ -53,10 +53,19 @@ def hour_profile(times: Iterable[float], *, smoothing: float = 0.5) -> np.ndarra
     return counts / counts.sum()
 
 
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def popcount_u8(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint8 element (``np.bitwise_count`` on numpy >= 2, a lookup table before)."""
+    fn = getattr(np, "bitwise_count", None)
+    return fn(x) if fn is not None else _POP8[x]
+
+
 def _popcount_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamming distances between packed code rows a (m, nb) and b (n, nb) -> (m, n)."""
     x = np.bitwise_xor(a[:, None, :], b[None, :, :])
-    return np.bitwise_count(x).sum(axis=2, dtype=np.int64)
+    return popcount_u8(x).sum(axis=2, dtype=np.int64)
 
 
 class PrincipalTracker:
@@ -121,7 +130,7 @@ class PrincipalTracker:
         bits = self._ring.shape[1] * 8
         seqs = np.arange(self.count - p, self.count)
         new = self._ring[seqs % self.history]
-        dist = np.bitwise_count(np.bitwise_xor(new[:, None, :], self._ring[None, :, :])).sum(axis=2)
+        dist = popcount_u8(np.bitwise_xor(new[:, None, :], self._ring[None, :, :])).sum(axis=2)
         earlier = (self._seq[None, :] >= 0) & (self._seq[None, :] < seqs[:, None])
         dist = np.where(earlier, dist, bits + 1)
         mind = dist.min(axis=1).astype(np.float64)

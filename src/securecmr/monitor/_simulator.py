@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import PermissionDeniedError, ShapeError
 from ._events import QueryEvent, keyed_id
+from ._features import popcount_u8
 
 __all__ = [
     "ATTACKS",
@@ -82,7 +83,7 @@ class HammingIndex:
 
     def search(self, code: bytes, k: int) -> tuple[list[str], list[float]]:
         q = np.frombuffer(code, dtype=np.uint8)
-        d = np.bitwise_count(np.bitwise_xor(self.codes, q)).sum(axis=1)
+        d = popcount_u8(np.bitwise_xor(self.codes, q)).sum(axis=1, dtype=np.int64)
         k = min(k, len(d))
         top = np.argpartition(d, k - 1)[:k]
         top = top[np.lexsort((top, d[top]))]
