@@ -30,6 +30,7 @@ _RULES: dict[str, tuple[str, str, float]] = {
     "log_rate": ("high", "query rate far above normal", 0.5),
     "coverage": ("high", "walks through a large share of the collection", 0.02),
     "cumulative_coverage": ("high", "has seen more of the collection than any normal user", 0.05),
+    "distinct_ratio": ("high", "results almost never repeat (a systematic sweep)", 0.05),
     "novelty": ("high", "almost every result is new to this principal (enumeration)", 0.05),
     "dispersion": ("high", "queries scattered across the code space", 0.03),
     "near_duplicates": ("high", "many near-duplicate queries (membership probing)", 0.1),
