@@ -12,16 +12,14 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DecryptionError, IntegrityError, MonitorError
 
 __all__ = ["QueryEvent", "QueryLog", "keyed_id"]
-
-_FORMAT = 1
 
 
 def keyed_id(key: bytes, item_id: object) -> str:
@@ -51,7 +49,6 @@ class QueryEvent:
     tenant: str | None = None
     collection_size: int = 0
     bits: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:  # no code, no ids
         return (
@@ -196,6 +193,3 @@ class QueryLog:
             evs.sort(key=lambda e: e.time)
         return out
 
-
-def events_sorted(events: Sequence[QueryEvent]) -> list[QueryEvent]:
-    return sorted(events, key=lambda e: e.time)
