@@ -86,3 +86,33 @@ def test_cache_reuses_and_invalidates() -> None:
     cache.get("c", 2, policy, {"sites": ["B"]}, table, codes)
     cache.get("c", 2, policy, {"sites": ["A", "B"]}, table, codes)
     assert len(cache) == 2
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=st.lists(_item, min_size=1, max_size=80),
+    user=_user,
+    policy_src=st.sampled_from(POLICIES),
+    k=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    min_fraction=st.sampled_from([0.0001, 0.05, 1.1]),
+)
+def test_cold_search_paths_agree_with_brute_force(
+    items: list[dict[str, Any]], user: dict[str, Any], policy_src: str, k: int, seed: int, min_fraction: float
+) -> None:
+    from securecmr.access._filter import binary_index
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, size=(len(items), 2), dtype=np.uint8)
+    query = rng.integers(0, 256, size=2, dtype=np.uint8)
+    table = AttributeTable()
+    table.append(items)
+    policy = compile_policy(policy_src)
+    live = rng.random(len(items)) > 0.1
+    cache = AllowedSetCache(min_fraction=min_fraction, sample_size=16)
+    dist, rows = cache.search("c", 1, policy, user, table, codes, binary_index(codes), query, k, live=live)
+    allowed_rows = np.flatnonzero(np.array([policy.allows(it, user) for it in items]) & live)
+    assert set(rows.tolist()) <= set(allowed_rows.tolist())
+    assert len(rows) == min(k, len(allowed_rows))
+    assert dist.tolist() == np.sort(_popcount_distance(codes[allowed_rows], query))[:k].tolist()
+    assert (_popcount_distance(codes[rows], query) == dist).all()

@@ -71,8 +71,10 @@ class AllowedSet:
 class AllowedSetCache:
     """A small LRU of :class:`AllowedSet` keyed by (collection key, version, policy, user attributes)."""
 
-    def __init__(self, max_entries: int = 32) -> None:
+    def __init__(self, max_entries: int = 32, *, min_fraction: float = 0.05, sample_size: int = 2048) -> None:
         self.max_entries = max_entries
+        self.min_fraction = min_fraction
+        self.sample_size = sample_size
         self._entries: OrderedDict[tuple[Any, ...], AllowedSet] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -112,6 +114,58 @@ class AllowedSetCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return entry
+
+    def search(
+        self,
+        collection_key: Any,
+        version: Any,
+        policy: Policy,
+        user: Mapping[str, Any],
+        table: AttributeTable,
+        codes: np.ndarray,
+        index: Any,
+        query: np.ndarray,
+        k: int,
+        live: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``k`` authorised rows: (distances, rows).
+
+        A cached allowed set is searched directly. Otherwise, when a sample says the policy admits at
+        least ``min_fraction`` of the items, the full ``index`` is searched for ``k / fraction`` (x2)
+        candidates and the policy is evaluated on those rows only; candidates come in the index's
+        global (distance, row) order, so the first ``k`` authorised candidates are the authorised
+        top ``k``. If too few candidates pass, or the policy is selective, the allowed set is built
+        (and cached for the user's next queries) and searched.
+        """
+        ukey = json.dumps(dict(user), sort_keys=True, default=str)
+        key = (collection_key, version, policy.source, ukey)
+        with self._lock:
+            cached = self._entries.get(key)
+        n = len(table)
+        if cached is None and n > 0:
+            frac = self._estimate(policy, user, table, live)
+            if frac >= self.min_fraction:
+                fetch = min(n, int(np.ceil(2 * k / frac)) + 32)
+                d, rows = hamming_topk(index, query, fetch)
+                sub = table.take(rows)
+                ok = policy.mask(sub, user)
+                if live is not None:
+                    ok &= live[rows]
+                if int(ok.sum()) >= k or fetch >= n:
+                    return d[ok][:k], rows[ok][:k]
+        entry = cached or self.get(collection_key, version, policy, user, table, codes, live)
+        return entry.search(query, k)
+
+    def _estimate(
+        self, policy: Policy, user: Mapping[str, Any], table: AttributeTable, live: np.ndarray | None
+    ) -> float:
+        n = len(table)
+        m = min(n, self.sample_size)
+        rows = np.linspace(0, n - 1, m).astype(np.intp)
+        ok = policy.mask(table.take(rows), user)
+        if live is not None:
+            ok &= live[rows]
+        return float(ok.mean())
 
     def clear(self) -> None:
         with self._lock:

@@ -435,6 +435,29 @@ class AttributeTable:
             return np.zeros(self._n, dtype=np.intp), []
         return self._codes[name][: self._n], self._vocab[name]
 
+    def member_codes(self, name: str, op: str, c: Any) -> list[int] | None:
+        """For ``==``/``!=``/``in``/``not in`` against a constant: the codes of the values that match
+        (same semantics as the scalar evaluator), or None when that shortcut does not apply."""
+        if op not in ("in", "not in", "==", "!=") or c is _MISSING or c is None:
+            return None
+        members = c if op in ("in", "not in") and isinstance(c, tuple) else (c,)
+        index = self._index.get(name, {})
+        try:
+            found = [index.get(_hkey(x)) for x in members]
+        except TypeError:
+            return None
+        return [code for code in found if code is not None]
+
+    def take(self, rows: np.ndarray) -> AttributeTable:
+        """A table of the given rows only (sharing the vocabularies), e.g. search candidates."""
+        rows = np.asarray(rows, dtype=np.intp)
+        sub = AttributeTable()
+        sub._n = int(rows.shape[0])
+        sub._codes = {name: np.take(col[: self._n], rows) for name, col in self._codes.items()}
+        sub._vocab = self._vocab
+        sub._index = self._index
+        return sub
+
     def value(self, name: str, row: int) -> Any:
         code = int(self._codes[name][row]) if name in self._codes else 0
         return _MISSING if code == 0 else self._vocab[name][code - 1]
@@ -582,7 +605,21 @@ class Policy:
             return _const(n, _compare(node.op, const(node.left), const(node.right)))
         if left is not None and right is None:
             codes, vocab = table.codes(left.name)
-            return _gather(codes, _compare_vocab(node.op, vocab, const(node.right)), need_f)
+            c = const(node.right)
+            member_codes = table.member_codes(left.name, node.op, c)
+            if member_codes is not None:  # equality/membership: set the few matching codes directly
+                positive = node.op in ("in", "==")
+                hit = np.zeros(len(vocab) + 1, dtype=bool)
+                hit[member_codes] = True
+                lut_t = hit if positive else ~hit
+                lut_t[0] = False
+                t = np.take(lut_t, codes)
+                if not need_f:
+                    return t, t
+                lut_f = ~hit if positive else hit.copy()
+                lut_f[0] = False
+                return t, np.take(lut_f, codes)
+            return _gather(codes, _compare_vocab(node.op, vocab, c), need_f)
         if right is not None and left is None:
             codes, vocab = table.codes(right.name)
             c = const(node.left)
