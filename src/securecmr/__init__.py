@@ -10,9 +10,14 @@ from . import access, audit, encoders, errors, monitor
 from ._version import __version__
 from .encoders import VideoEncoder, VideoSegment, load_image_encoder, load_text_encoder, load_video_encoder
 from .errors import SecureCMRError
+from .store import Collection, Hit, Item, Store
 
 __all__ = [
+    "Collection",
+    "Hit",
+    "Item",
     "SecureCMRError",
+    "Store",
     "VideoEncoder",
     "VideoSegment",
     "__version__",

@@ -1,0 +1,62 @@
+"""AEAD sealing, keyed HMACs and HKDF sub-keys (private primitives behind the store's recipes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from ..errors import DecryptionError
+
+__all__ = ["Sealer", "hkdf", "keyed_hmac"]
+
+_NONCE = 12
+
+
+def hkdf(key: bytes, label: str, length: int = 32) -> bytes:
+    """HKDF-SHA256 sub-key of ``key`` for the purpose ``label``."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(key)
+
+
+def keyed_hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+class Sealer:
+    """AES-256-GCM with a random 96-bit nonce; ``open`` raises one opaque DecryptionError."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if len(key) != 32:
+            raise ValueError("AES-256-GCM needs a 32-byte key")
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "Sealer(<key>)"
+
+    def seal(self, data: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def seal_many(self, datas: list[bytes], aads: list[bytes]) -> list[bytes]:
+        nonces = os.urandom(_NONCE * len(datas))
+        enc = self._aead.encrypt
+        out = []
+        for i, (d, a) in enumerate(zip(datas, aads, strict=True)):
+            n = nonces[i * _NONCE : (i + 1) * _NONCE]
+            out.append(n + enc(n, d, a))
+        return out
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(bytes(blob[:_NONCE]), bytes(blob[_NONCE:]), aad)
+        except (InvalidTag, ValueError):
+            raise DecryptionError("data does not decrypt: wrong key or tampered data") from None

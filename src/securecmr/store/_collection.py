@@ -1,0 +1,220 @@
+"""The public :class:`Collection`: add, search, delete, legal hold (delegates to the engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, EmptyInputError, ShapeError
+from ._engine import CollectionEngine
+from ._encode import Encoders
+from ._types import MODALITIES, Hit, Item
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["Collection"]
+
+_QUERY_KEYS = ("text", "image", "video", "vector", "code")
+
+
+class Collection:
+    """A named collection of items in one Hamming space. Get it from ``store.collection(name)``."""
+
+    def __init__(self, store: Store, engine: CollectionEngine, encoders: Encoders) -> None:
+        self._store = store
+        self._engine = engine
+        self._encoders = encoders
+        self.name = engine.name
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, bits={self.bits}, protection={self.protection!r}, items={len(self)})"
+
+    def __len__(self) -> int:
+        return len(self._engine)
+
+    @property
+    def bits(self) -> int:
+        return self._engine.bits
+
+    @property
+    def protection(self) -> str:
+        return self._engine.protection
+
+    @property
+    def ttl_hours(self) -> float | None:
+        ttl = self._engine.config.get("ttl_hours")
+        return None if ttl is None else float(ttl)
+
+    @property
+    def policy(self) -> str | None:
+        """The record-level policy source given at creation (enforced by sessions)."""
+        return self._engine.config.get("policy")
+
+    @property
+    def hasher(self) -> Any:
+        return self._encoders.hasher
+
+    def id_hmac(self, item_id: str | int) -> str:
+        """The keyed HMAC (hex) under which ``item_id`` is stored."""
+        return self._engine.id_hmac(item_id).hex()
+
+    # ------------------------------------------------------------------ add
+    def add(self, items: Iterable[Item], *, store_content: bool = False, context: Any = None) -> int:
+        """Add items in one transaction (all or nothing); returns the number added.
+
+        Raw text is kept (sealed) only with ``store_content=True``; images and video never are,
+        only their ``ref``.
+        """
+        self._store._check_writable()
+        items = list(items)
+        if not items:
+            raise EmptyInputError("empty batch: give at least one item")
+        for it in items:
+            if not isinstance(it, Item):
+                raise ConfigurationError("add() takes securecmr.Item objects")
+        per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+        raw_batches: dict[str, list[int]] = {m: [] for m in MODALITIES}
+        for i, it in enumerate(items):
+            for m, c in (it.codes or {}).items():
+                per_item[i][_modality(m)] = self._encoders.code(m, code=c)
+            for m, v in (it.vectors or {}).items():
+                if _modality(m) not in per_item[i]:
+                    per_item[i][m] = self._encoders.code(m, vector=v)
+            for m in MODALITIES:
+                if getattr(it, m) is not None and m not in per_item[i]:
+                    raw_batches[m].append(i)
+        for m, idx in raw_batches.items():
+            if idx:
+                codes = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx])
+                for i, c in zip(idx, codes, strict=True):
+                    per_item[i][m] = c
+        prepared = []
+        for it, codes in zip(items, per_item, strict=True):
+            meta: dict[str, Any] = {"labels": [str(x) for x in it.labels], "attrs": dict(it.attrs or {}),
+                                    "ref": it.ref}
+            if store_content and it.text is not None:
+                meta["text"] = it.text
+            prepared.append((it.id, codes, meta))
+        now = self._store._now()
+        self._store._purge_collection(self._engine, now)
+        return self._engine.add(prepared, now=now, ttl_hours=self.ttl_hours)
+
+    # ------------------------------------------------------------------ search
+    def query_code(self, *, text: str | None = None, image: Any = None, video: Any = None, vector: Any = None,
+                   code: Any = None, query_modality: str = "text", salted: bool = False) -> np.ndarray:
+        """The packed code of a query; ``salted=True`` gives it in the collection's salted space."""
+        given = {k: v for k, v in (("text", text), ("image", image), ("video", video), ("vector", vector),
+                                   ("code", code)) if v is not None}
+        if len(given) != 1:
+            raise ConfigurationError("give exactly one of text=, image=, video=, vector=, code=")
+        (kind, value), = given.items()
+        if kind == "code":
+            raw = self._encoders.code("text", code=value)
+        elif kind == "vector":
+            raw = self._encoders.code(_modality(query_modality), vector=value)
+        else:
+            if kind == "text" and (not isinstance(value, str) or not value.strip()):
+                raise EmptyInputError("empty text query")
+            raw = self._encoders.codes_for(kind, [value])[0]
+        raw = raw.reshape(1, -1)
+        return self._engine.prepare_queries(raw)[0] if salted else raw[0]
+
+    def search(self, *, text: str | None = None, image: Any = None, video: Any = None, vector: Any = None,
+               code: Any = None, k: int = 10, modality: str | None = None, query_modality: str = "text",
+               context: Any = None) -> list[Hit]:
+        """The ``k`` nearest items by minimum Hamming distance over their codes; ties go to the item
+        added first. ``modality`` restricts matches to codes of one modality."""
+        q = self.query_code(text=text, image=image, video=video, vector=vector, code=code,
+                            query_modality=query_modality)
+        return self._search([q], k, modality=modality)[0]
+
+    def search_batch(self, *, codes: Any, k: int = 10, modality: str | None = None,
+                     context: Any = None) -> list[list[Hit]]:
+        """Search many packed codes at once (vectorised; the fast path for bulk queries)."""
+        arr = np.asarray(codes)
+        if arr.ndim != 2 or arr.dtype != np.uint8:
+            raise ShapeError(f"codes must be a packed uint8 array of shape (n, {self.bits // 8})")
+        if arr.shape[0] == 0:
+            raise EmptyInputError("empty batch of query codes")
+        return self._search(list(arr), k, modality=modality)
+
+    def search_allowed(self, allowed_rows: Any, *, k: int = 10, modality: str | None = None,
+                       query_modality: str = "text", **query: Any) -> list[Hit]:
+        """Like :meth:`search`, restricted to rows of :meth:`attribute_rows` (used by sessions)."""
+        q = self.query_code(query_modality=query_modality, **{k_: v for k_, v in query.items()
+                                                              if k_ in _QUERY_KEYS})
+        seqs = self._row_seqs()[np.asarray(allowed_rows, dtype=np.int64)]
+        return self._search([q], k, modality=modality, allowed=seqs)[0]
+
+    def _row_seqs(self) -> np.ndarray:
+        return np.asarray(self._engine.all_seqs(), dtype=np.int64)
+
+    def attribute_rows(self) -> tuple[Any, list[Any]]:
+        """(AttributeTable of every item's attrs, ids) in row order, for record-level policies."""
+        from ..access import AttributeTable
+
+        seqs = self._engine.all_seqs()
+        metas = self._engine.metas(seqs)
+        table = AttributeTable()
+        for s in seqs:
+            table.append(metas.get(s, {}).get("attrs", {}))
+        return table, [self._engine.id_of[s] for s in seqs]
+
+    def _search(self, queries: list[np.ndarray], k: int, *, modality: str | None = None,
+                allowed: np.ndarray | None = None) -> list[list[Hit]]:
+        if not isinstance(k, int) or k < 0:
+            raise ConfigurationError("k must be a non-negative integer")
+        salted = self._engine.prepare_queries(np.asarray(queries, dtype=np.uint8))
+        mod = None if modality is None else MODALITIES.index(_modality(modality))
+        results = self._engine.search_codes(salted, k, allowed=allowed, modality=mod)
+        return [self._engine.hits(r) for r in results]
+
+    # ------------------------------------------------------------------ read / delete / hold
+    def get(self, item_id: str | int) -> Hit:
+        """The stored record of one item (labels, attrs, ref) as a Hit with score 1."""
+        (seq,) = self._engine.seqs_for_ids([item_id])
+        meta = self._engine.metas([seq])[seq]
+        return Hit(id=item_id, score=1.0, distance=0, modality="", labels=tuple(meta.get("labels", ())),
+                   attrs=dict(meta.get("attrs", {})), ref=meta.get("ref"))
+
+    def ids(self) -> list[Any]:
+        return [self._engine.id_of[s] for s in self._engine.all_seqs()]
+
+    def delete(self, ids: Iterable[str | int] | str | int | None = None, *,
+               where: Mapping[str, Any] | None = None, by: str | None = None, context: Any = None) -> int:
+        """Delete by id (ItemNotFoundError if any is unknown; nothing deleted) or by attribute
+        equality filter ``where``. Deleted rows are gone from search at once; ``store.compact()``
+        scrubs them from the files and issues the erasure receipt."""
+        self._store._check_writable()
+        if (ids is None) == (where is None):
+            raise ConfigurationError("give ids or where=, not both")
+        if ids is not None:
+            ids = [ids] if isinstance(ids, str | int) else list(ids)
+            if not ids:
+                raise EmptyInputError("empty list of ids")
+            seqs = self._engine.seqs_for_ids(ids)
+        else:
+            all_seqs = self._engine.all_seqs()
+            metas = self._engine.metas(all_seqs)
+            seqs = [s for s in all_seqs
+                    if all(metas.get(s, {}).get("attrs", {}).get(key) == val for key, val in (where or {}).items())]
+        return self._engine.delete_seqs(seqs, now=self._store._now(), by=by)
+
+    def hold(self, ids: Iterable[str | int]) -> None:
+        """Put items under legal hold: exempt from TTL purges and refused by delete."""
+        self._store._check_writable()
+        self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), True)
+
+    def release(self, ids: Iterable[str | int]) -> None:
+        """Release a legal hold."""
+        self._store._check_writable()
+        self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), False)
+
+
+def _modality(m: str) -> str:
+    if m not in MODALITIES:
+        raise ConfigurationError(f"unknown modality {m!r}; use one of {MODALITIES}")
+    return m

@@ -1,0 +1,103 @@
+"""Turn raw text/image/video, vectors or codes into packed codes (encoders are loaded lazily)."""
+
+from __future__ import annotations
+
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, ShapeError
+
+__all__ = ["Encoders", "default_hasher", "hasher_from_bytes", "hasher_to_bytes"]
+
+
+def default_hasher(bits: int) -> Any:
+    try:
+        from .. import hashing
+    except ImportError:  # pragma: no cover - only while securecmr.hashing is not installed
+        return _HyperplaneHasher(bits)
+    return hashing.create("zero-shot", bits=bits, dim=384, seed=0).fit()
+
+
+class _HyperplaneHasher:
+    """Seeded random-hyperplane fallback used only when securecmr.hashing is unavailable."""
+
+    def __init__(self, bits: int, dim: int = 384) -> None:
+        self.bits = bits
+        self.image_dim_ = self.text_dim_ = dim
+        self._w = np.random.default_rng(0).standard_normal((dim, bits))
+
+    def encode_text(self, X: Any) -> np.ndarray:
+        return np.packbits(np.asarray(X, dtype=np.float64) @ self._w > 0, axis=1)
+
+    encode_image = encode_text
+
+
+def hasher_to_bytes(hasher: Any) -> bytes:
+    if not hasattr(hasher, "save") or not hasattr(hasher, "bits"):
+        raise ConfigurationError("hasher= must be a fitted securecmr.hashing hasher")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(hasher.save(Path(tmp) / "hasher.npz"))
+        return path.read_bytes()
+
+
+def hasher_from_bytes(data: bytes) -> Any:
+    from .. import hashing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hasher.npz"
+        path.write_bytes(data)
+        return hashing.load(path)
+
+
+class Encoders:
+    """Lazily-loaded encoders plus the collection's hasher."""
+
+    def __init__(self, hasher: Any, bits: int) -> None:
+        self.hasher = hasher
+        self.bits = bits
+        self._text: Any = None
+        self._image: Any = None
+        self._video: Any = None
+
+    def __repr__(self) -> str:
+        return f"Encoders(bits={self.bits})"
+
+    def _image_output(self, encoder: Any) -> str:
+        fdim = getattr(encoder, "feature_dim", None)
+        return "features" if fdim is not None and getattr(self.hasher, "image_dim_", None) == fdim else "zeroshot"
+
+    def code(self, modality: str, *, raw: Any = None, vector: Any = None, code: Any = None) -> np.ndarray:
+        """One packed code (bits // 8,) for one modality."""
+        nb = self.bits // 8
+        if code is not None:
+            arr = np.asarray(code)
+            if arr.dtype != np.uint8 or arr.reshape(-1).shape[0] != nb:
+                raise ShapeError(f"a {modality} code must be {nb} packed uint8 bytes for {self.bits} bits")
+            return arr.reshape(-1)
+        if vector is not None:
+            v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+            fn = self.hasher.encode_text if modality == "text" else self.hasher.encode_image
+            return np.asarray(fn(v), dtype=np.uint8).reshape(-1)
+        return self.codes_for(modality, [raw])[0]
+
+    def codes_for(self, modality: str, raws: list[Any]) -> np.ndarray:
+        import securecmr
+
+        if modality == "text":
+            if self._text is None:
+                self._text = securecmr.load_text_encoder()
+            return np.asarray(self.hasher.encode_text(self._text.encode(raws)), dtype=np.uint8)
+        if modality == "image":
+            if self._image is None:
+                self._image = securecmr.load_image_encoder()
+            out = self._image_output(self._image)
+            imgs = list(raws)
+            return np.asarray(self.hasher.encode_image(self._image.encode(imgs, output=out)), dtype=np.uint8)
+        if self._video is None:
+            self._video = securecmr.load_video_encoder()
+        out = self._image_output(self._video)
+        return np.asarray(self.hasher.encode_image(self._video.encode(raws, output=out)), dtype=np.uint8)

@@ -1,0 +1,334 @@
+"""The public :class:`Store`: an embedded, protected store in a local directory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..access import AccessControl, AccessMixin
+from ..errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    ConfigurationError,
+    IntegrityError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
+from ..monitor import MonitorMixin, open_store_monitor
+from ..protect._atomic import atomic_write
+from ..protect._crypto import Sealer, hkdf
+from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring, provider_for
+from ._collection import Collection
+from ._db import DB_FILE, connect
+from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
+from ._engine import CollectionEngine
+from ._lock import WriterLock
+
+__all__ = ["PROTECTION_MODES", "Store"]
+
+PROTECTION_MODES = ("none", "salted", "encrypted", "salted+encrypted")
+_MARKER = "SECURECMR_STORE"
+_SNAP_MAGIC = b"SCMRSNAP1\n"
+
+
+class Store(AccessMixin, MonitorMixin):
+    """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``)."""
+
+    def __init__(self, path: Path, ring: Keyring, provider: KeyProvider, conn: sqlite3.Connection,
+                 lock: WriterLock | None, clock: Callable[[], float], backend: str) -> None:
+        self.path = path
+        self._ring = ring
+        self._provider = provider
+        self._conn = conn
+        self._lock = lock
+        self._clock = clock
+        self._backend = backend
+        self._collections: dict[str, Collection] = {}
+        self._closed = False
+        self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
+        self._access = AccessControl(path / "access", hkdf(ring.secret, "securecmr/access"), clock=clock)
+        self._monitor = open_store_monitor(path / "monitor", hkdf(ring.secret, "securecmr/monitor"),
+                                           store_id=ring.store_id, clock=clock, audit=self._access.audit)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, collections={len(self.collections())})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store_id(self) -> str:
+        return self._ring.store_id
+
+    @property
+    def readonly(self) -> bool:
+        return self._lock is None
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], passphrase: str | None = None, *,
+               key_provider: KeyProvider | None = None, clock: Callable[[], float] | None = None,
+               backend: str = "faiss") -> Store:
+        """Create a new store in ``path`` (an empty or missing directory)."""
+        provider = provider_for(passphrase, key_provider)
+        root = Path(path)
+        if (root / _MARKER).exists() or (root / DB_FILE).exists():
+            raise StoreExistsError(f"a store already exists at {root}; use Store.open")
+        if root.exists() and any(root.iterdir()):
+            raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
+        root.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(root / "store.lock")
+        ring = Keyring.new(uuid.uuid4().hex)
+        ring.save(root, provider)
+        conn = connect(root, create=True)
+        conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
+        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
+        return cls(root, ring, provider, conn, lock, clock or time.time, backend)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], passphrase: str | None = None, *,
+             key_provider: KeyProvider | None = None, clock: Callable[[], float] | None = None,
+             readonly: bool = False, timeout: float = 0.0, backend: str = "faiss") -> Store:
+        """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
+        StoreLockedError (or waits up to ``timeout`` seconds)."""
+        provider = provider_for(passphrase, key_provider)
+        root = Path(path)
+        if not (root / _MARKER).exists() or not (root / DB_FILE).exists():
+            raise StoreNotFoundError(f"{root} is not a securecmr store; create one with Store.create")
+        lock = None if readonly else WriterLock(root / "store.lock", timeout)
+        try:
+            ring = Keyring.load(root, provider)
+            _cleanup_tmp(root)
+            conn = connect(root)
+            row = conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
+            if row is None or row[0] != ring.store_id:
+                raise IntegrityError(f"{DB_FILE}: belongs to another store than {KEYRING_FILE}")
+            store = cls(root, ring, provider, conn, lock, clock or time.time, backend)
+            if not readonly:
+                store.purge()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return store
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._access.close()
+        finally:
+            self._conn.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._lock is None:
+            raise StoreError("this store was opened readonly=True; open it for writing to change it")
+
+    def _now(self) -> float:
+        return float(self._clock())
+
+    # ------------------------------------------------------------------ collections
+    def collections(self) -> list[str]:
+        return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
+
+    def create_collection(self, name: str, bits: int = 64, protection: str = "salted+encrypted",
+                          hasher: Any = None, ttl_hours: float | None = None, policy: str | None = None) -> Collection:
+        """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
+        without one the data-independent zero-shot hasher is used."""
+        self._check_writable()
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise ConfigurationError("a collection name must be a non-empty string of at most 200 characters")
+        if protection not in PROTECTION_MODES:
+            raise ConfigurationError(f"unknown protection {protection!r}; choose one of {PROTECTION_MODES}")
+        if not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
+            raise ConfigurationError("bits must be a positive multiple of 8 (at most 2040)")
+        if ttl_hours is not None and float(ttl_hours) <= 0:
+            raise ConfigurationError("ttl_hours must be positive (or None for no expiry)")
+        if hasher is not None and int(hasher.bits) != bits:
+            raise ConfigurationError(f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits")
+        if name in self.collections():
+            raise CollectionExistsError(f"a collection named {name!r} already exists")
+        if policy is not None:
+            from ..access import compile_policy
+
+            compile_policy(str(policy))
+        cid = uuid.uuid4().hex
+        config = {"name": name, "bits": bits, "protection": protection, "ttl_hours": ttl_hours,
+                  "policy": None if policy is None else str(policy), "created": self._now(),
+                  "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode()}
+        self._ring.add_collection(cid)
+        self._ring.save(self.path, self._provider, fresh_kdf=False)
+        blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
+        self._conn.execute("INSERT INTO collections VALUES (?,?,?,1)", (cid, name, blob))
+        return self.collection(name)
+
+    def _config_aad(self, cid: str) -> bytes:
+        return f"securecmr/config|{self.store_id}|{cid}".encode()
+
+    def collection(self, name: str) -> Collection:
+        """Open a collection by name (CollectionNotFoundError when there is none)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        coll = self._collections.get(name)
+        if coll is not None:
+            return coll
+        row = self._conn.execute("SELECT cid, config FROM collections WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise CollectionNotFoundError(f"no collection named {name!r}; create it with create_collection")
+        cid, blob = row
+        try:
+            config = json.loads(self._config_sealer.open(blob, self._config_aad(cid)))
+        except Exception:
+            raise IntegrityError(f"{DB_FILE}: the configuration of collection {name!r} does not authenticate") \
+                from None
+        if config.get("name") != name:
+            raise IntegrityError(f"{DB_FILE}: collection rows were swapped")
+        keys = self._ring.collections.get(cid)
+        if keys is None:
+            raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
+        engine = CollectionEngine(self._conn, self.store_id, cid, name, config, keys, backend=self._backend)
+        hz = config.get("hasher")
+        hasher = hasher_from_bytes(base64.b64decode(hz)) if hz else default_hasher(int(config["bits"]))
+        coll = Collection(self, engine, Encoders(hasher, engine.bits))
+        self._collections[name] = coll
+        return coll
+
+    # ------------------------------------------------------------------ retention and erasure
+    def _purge_collection(self, engine: CollectionEngine, now: float) -> int:
+        seqs = engine.expired(now)
+        return engine.delete_seqs(seqs, now=now, by="ttl") if seqs else 0
+
+    def purge(self) -> int:
+        """Delete every item past its collection's TTL and not under legal hold; returns the count."""
+        self._check_writable()
+        now = self._now()
+        total = 0
+        for (name,) in self._conn.execute("SELECT name FROM collections WHERE 1").fetchall():
+            row = self._conn.execute(
+                "SELECT 1 FROM items i JOIN collections c ON i.cid=c.cid WHERE c.name=? AND i.hold=0 "
+                "AND i.expires IS NOT NULL AND i.expires <= ? LIMIT 1", (name, now)).fetchone()
+            if row is not None:
+                total += self._purge_collection(self.collection(name)._engine, now)
+        return total
+
+    def compact(self, *, by: str | None = None) -> dict[str, Any]:
+        """Scrub deleted rows from the files (VACUUM, WAL truncated) and return a signed erasure
+        receipt listing the id HMACs erased since the last compaction."""
+        self._check_writable()
+        rows = self._conn.execute(
+            "SELECT c.name, e.id_hmac, e.at, e.by FROM erased e LEFT JOIN collections c ON e.cid=c.cid").fetchall()
+        erased: dict[str, list[str]] = {}
+        for name, hm, _at, _by in rows:
+            erased.setdefault(str(name), []).append(bytes(hm).hex())
+        self._conn.execute("DELETE FROM erased")
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        receipt = {"format": 1, "store_id": self.store_id, "erased": erased,
+                   "count": sum(len(v) for v in erased.values()), "at": self._now(), "by": by,
+                   "files": sorted(p.name for p in self.path.iterdir() if p.is_file())}
+        receipt["signature"] = self._sign(receipt)
+        return receipt
+
+    def _sign(self, doc: dict[str, Any]) -> str:
+        body = json.dumps({k: v for k, v in doc.items() if k != "signature"}, sort_keys=True).encode()
+        return hmac.new(hkdf(self._ring.secret, "securecmr/receipts"), body, hashlib.sha256).hexdigest()
+
+    def verify_receipt(self, receipt: dict[str, Any]) -> bool:
+        """True when ``receipt`` was signed by this store and is unaltered."""
+        return hmac.compare_digest(str(receipt.get("signature", "")), self._sign(receipt))
+
+    # ------------------------------------------------------------------ keys
+    def rotate_keys(self, new_passphrase: str | None = None, *, new_key_provider: KeyProvider | None = None,
+                    reencrypt: bool = False) -> None:
+        """Re-wrap every data key under a new master key and passphrase (old one stops working);
+        ``reencrypt=True`` also re-encrypts every row under new data keys. Crash-safe: the keyring
+        is replaced atomically and old data keys are dropped only after all rows moved."""
+        self._check_writable()
+        provider = provider_for(new_passphrase, new_key_provider)
+        self._ring.rotate_master()
+        if reencrypt:
+            self._ring.new_data_keys()
+        self._ring.save(self.path, provider)
+        self._provider = provider
+        if reencrypt:
+            for name in self.collections():
+                eng = self.collection(name)._engine
+                eng.reseal(eng.keys.current)
+            self._ring.drop_old_data_keys()
+            self._ring.save(self.path, provider, fresh_kdf=False)
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ------------------------------------------------------------------ snapshots
+    def export_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Write an encrypted snapshot (keyring + sealed database) to ``path``."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._conn.execute("PRAGMA wal_checkpoint(FULL)")
+        dest = Path(path)
+        tmpdb = dest.with_name(dest.name + ".db.tmp")
+        if tmpdb.exists():
+            tmpdb.unlink()
+        self._conn.execute("VACUUM INTO ?", (str(tmpdb),))
+        try:
+            db = tmpdb.read_bytes()
+        finally:
+            tmpdb.unlink()
+        ring = (self.path / KEYRING_FILE).read_bytes()
+        sealed = Sealer(hkdf(self._ring.secret, "securecmr/snapshot")).seal(
+            db, f"securecmr/snapshot|{self.store_id}".encode())
+        header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
+        atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
+
+    @classmethod
+    def import_snapshot(cls, snapshot: str | os.PathLike[str], path: str | os.PathLike[str],
+                        passphrase: str | None = None, *, key_provider: KeyProvider | None = None,
+                        clock: Callable[[], float] | None = None) -> Store:
+        """Restore a snapshot into a new store directory ``path`` and open it."""
+        provider = provider_for(passphrase, key_provider)
+        data = Path(snapshot).read_bytes()
+        if not data.startswith(_SNAP_MAGIC):
+            raise IntegrityError(f"{Path(snapshot).name}: not a securecmr snapshot")
+        off = len(_SNAP_MAGIC)
+        hlen = int.from_bytes(data[off : off + 4], "big")
+        header = json.loads(data[off + 4 : off + 4 + hlen])
+        ring_bytes = data[off + 4 + hlen : off + 4 + hlen + int(header["keyring"])]
+        sealed = data[off + 4 + hlen + int(header["keyring"]) :]
+        root = Path(path)
+        if root.exists() and any(root.iterdir()):
+            raise StoreExistsError(f"{root} is not empty; import into a new directory")
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write(root / KEYRING_FILE, ring_bytes)
+        ring = Keyring.load(root, provider)
+        try:
+            db = Sealer(hkdf(ring.secret, "securecmr/snapshot")).open(
+                sealed, f"securecmr/snapshot|{ring.store_id}".encode())
+        except Exception:
+            (root / KEYRING_FILE).unlink()
+            raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
+        atomic_write(root / DB_FILE, db)
+        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
+        return cls.open(root, key_provider=provider, clock=clock)
+
+
+def _cleanup_tmp(root: Path) -> None:
+    for p in root.glob("*.tmp"):
+        p.unlink()
