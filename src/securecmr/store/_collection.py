@@ -159,8 +159,7 @@ class Collection:
         seqs = self._engine.all_seqs()
         metas = self._engine.metas(seqs)
         table = AttributeTable()
-        for s in seqs:
-            table.append(metas.get(s, {}).get("attrs", {}))
+        table.append([metas.get(s, {}).get("attrs", {}) for s in seqs])
         return table, [self._engine.id_of[s] for s in seqs]
 
     def _search(self, queries: list[np.ndarray], k: int, *, modality: str | None = None,
