@@ -55,7 +55,7 @@ PASS = "correct horse battery staple 42"
 @pytest.fixture()
 def setup(tmp_path: Path) -> Any:
     now = [1_772_000_000.0]
-    store_cls: Any = securecmr.Store  # type: ignore[attr-defined]
+    store_cls: Any = securecmr.Store
     store = store_cls.create(tmp_path / "store", passphrase=PASS, clock=lambda: now[0])
     from securecmr import hashing
 

@@ -121,7 +121,7 @@ class SurveillanceIndex:
         return cls(collection, video, text_encoder=text, **kwargs)
 
     def _make_item(self, rec: SegmentRecord) -> Any:
-        factory = self.item_factory or securecmr.Item  # type: ignore[attr-defined]
+        factory = self.item_factory or securecmr.Item
         return factory(rec.id, attrs=rec.attrs(), ref=rec.ref, vectors={"video": rec.vector})
 
     def ingest(

@@ -5,9 +5,8 @@
 The three real clips in ``<data>/media`` play three cameras: vtest.avi (fixed camera, pedestrians),
 bikes.mp4 (cyclists) and carphone_pristine.mp4 (a man on a phone in a car). Each is streamed, cut into
 segments (10 s windows and scene changes), encoded with the int8 built-in encoders and stored with
-camera, site, wall-clock times and a footage reference. With ``securecmr.Store`` available the
-segments go into an encrypted collection with a 72 h TTL and a site policy; without it (store not
-installed yet) an exact in-memory index over the same vectors is used and the script says so.
+camera, site, wall-clock times and a sealed footage reference in an encrypted store collection with a
+72 h TTL and a site policy.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "adapters"))
@@ -41,24 +37,6 @@ QUERIES = [
 ]
 
 
-class _InMemory:
-    """Exact cosine search over the stored vectors (only when securecmr.Store is not available)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def add(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def search(self, *, vector: np.ndarray, k: int = 10, **_: Any) -> list[Any]:
-        from types import SimpleNamespace
-
-        scores = [float(vector @ it.vectors["video"]) for it in self.items]
-        order = np.argsort(scores)[::-1][:k]
-        return [SimpleNamespace(id=self.items[i].id, score=scores[i], attrs=self.items[i].attrs,
-                                ref=self.items[i].ref) for i in order]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -68,24 +46,12 @@ def main() -> None:
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = None
-        if hasattr(securecmr, "Store"):
-            passphrase = "example passphrase, use a real one"
-            store = securecmr.Store.create(Path(tmp) / "cctv", passphrase=passphrase)
-            collection: Any = create_surveillance_collection(store, "footage")
-            factory = None
-        else:
-            print("note: securecmr.Store is not available in this build; using an in-memory index\n")
-            from types import SimpleNamespace
-
-            collection = _InMemory()
-
-            def factory(id: str, **kw: Any) -> Any:
-                return SimpleNamespace(id=id, **kw)
-
+        passphrase = "example passphrase, use a real one"
+        store = securecmr.Store.create(Path(tmp) / "cctv", passphrase=passphrase)
+        collection = create_surveillance_collection(store, "footage")  # 72 h TTL, site policy
         index = SurveillanceIndex.with_builtin_encoders(
             collection, model_dir=args.models, int8=True,
-            privacy_filter=FaceBlur() if args.blur_faces else None, item_factory=factory,
+            privacy_filter=FaceBlur() if args.blur_faces else None,
         )
         for name, camera, site, start in CAMERAS:
             report = index.ingest(args.data / "media" / name, camera=camera, site=site,
@@ -96,8 +62,7 @@ def main() -> None:
             print(f"\nquery: {q!r}")
             for r in index.search(text=q, k=args.k)[:3]:
                 print("  ", r)
-        if store is not None:
-            store.close()
+        store.close()
 
 
 if __name__ == "__main__":
