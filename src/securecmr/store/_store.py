@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..access import AccessControl, AccessMixin
+from ..access._control import OPERATOR
 from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -145,6 +146,10 @@ class Store(AccessMixin, MonitorMixin):
     def _now(self) -> float:
         return float(self._clock())
 
+    def _audit_op(self, action: str, **kw: Any) -> None:
+        """Record an action of the store operator (the passphrase holder) in the audit log."""
+        self._access.audit.append(action, principal=OPERATOR, **kw)
+
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
@@ -227,6 +232,7 @@ class Store(AccessMixin, MonitorMixin):
                 "AND i.expires IS NOT NULL AND i.expires <= ? LIMIT 1", (name, now)).fetchone()
             if row is not None:
                 total += self._purge_collection(self.collection(name)._engine, now)
+        self._audit_op("purge", detail={"count": total})
         return total
 
     def compact(self, *, by: str | None = None) -> dict[str, Any]:
@@ -245,6 +251,7 @@ class Store(AccessMixin, MonitorMixin):
                    "count": sum(len(v) for v in erased.values()), "at": self._now(), "by": by,
                    "files": sorted(p.name for p in self.path.iterdir() if p.is_file())}
         receipt["signature"] = self._sign(receipt)
+        self._audit_op("compact", detail={"count": receipt["count"]})
         return receipt
 
     def _sign(self, doc: dict[str, Any]) -> str:
@@ -276,6 +283,7 @@ class Store(AccessMixin, MonitorMixin):
             self._ring.save(self.path, provider, fresh_kdf=False)
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
 
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
@@ -297,6 +305,7 @@ class Store(AccessMixin, MonitorMixin):
             db, f"securecmr/snapshot|{self.store_id}".encode())
         header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
         atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
+        self._audit_op("export.snapshot")
 
     @classmethod
     def import_snapshot(cls, snapshot: str | os.PathLike[str], path: str | os.PathLike[str],
