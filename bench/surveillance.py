@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/surveillance.py --data ../shared/data --json surveillance.json
 
-1. Ingest speed (``realtime_factor`` = seconds of video processed per second of wall time) at the
-   default settings (1 fps + scene changes, 10 s windows, int8 models) on a long 25 fps recording
-   made from the real vtest.avi frames (re-encoded at 25 fps, looped to ``--long-seconds``), and per
-   real clip (vtest.avi, bikes.mp4, carphone_pristine.mp4).
-2. Memory: resident set size sampled after every segment of the long file; ``peak_rss_mb`` is the
-   process's high-water mark (VmHWM from /proc, models included) and ``rss_growth_mb`` the growth
-   from a quarter of the way through the file (after warm-up) to the end (flat = streaming).
+1. Ingest speed (``realtime_factor`` = seconds of video ingested per second of wall time: decode,
+   segment, encode, seal and store in a salted+encrypted store collection) at the default settings
+   (1 fps + scene changes, 10 s windows, int8 models) on a long 25 fps recording made from the real
+   vtest.avi frames (re-encoded at 25 fps, looped to ``--long-seconds``), and per real clip
+   (vtest.avi, bikes.mp4, carphone_pristine.mp4).
+2. Memory: resident set size sampled after every stored batch (2 segments) of the long file;
+   ``peak_rss_mb`` is the process's high-water mark (VmHWM from /proc, models included) and
+   ``rss_growth_mb`` the growth from a quarter of the way through the file (after warm-up) to the
+   end (flat = streaming).
 3. UCA (UCF-Crime annotations) text->text retrieval: event sentences, 14 classes (video-name
    prefix). Queries from the Test split, database from the Val split, hasher trained on the Train
    split (subsampled with ``--uca-*``); MAP overall and per class for the float text encoder and for
@@ -32,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "adapters"))
 
-from securecmr_surveillance import iter_segment_records  # noqa: E402
+from securecmr_surveillance import SurveillanceIndex, create_surveillance_collection  # noqa: E402
 
 import securecmr  # noqa: E402
 
@@ -85,17 +87,29 @@ def make_long_recording(source: Path, out: Path, seconds: float, fps: int = 25) 
     return n / fps
 
 
-def ingest_speed(encoder: Any, path: Path, *, sample_rss: bool = False) -> dict[str, Any]:
+class _Sampling:
+    """Wraps a collection: samples RSS after every stored batch."""
+
+    def __init__(self, collection: Any, rss: list[float]) -> None:
+        self.collection, self.rss = collection, rss
+
+    def add(self, items: Any) -> Any:
+        out = self.collection.add(items)
+        self.rss.append(rss_mb())
+        return out
+
+    def search(self, **kwargs: Any) -> Any:
+        return self.collection.search(**kwargs)
+
+
+def ingest_speed(encoder: Any, path: Path, collection: Any, *, sample_rss: bool = False) -> dict[str, Any]:
+    """Ingest ``path`` into ``collection`` (segment, encode, seal, store) and time it."""
     rss: list[float] = []
+    index = SurveillanceIndex(_Sampling(collection, rss), encoder, batch_items=2)
     t0 = time.perf_counter()
-    n = 0
-    end = 0.0
-    for rec in iter_segment_records(encoder, path, camera="bench", site="bench"):
-        n += 1
-        end = rec.end
-        if sample_rss:
-            rss.append(rss_mb())
+    report = index.ingest(path, camera="bench", site="bench", recording_id=f"bench-{path.stem}")
     wall = time.perf_counter() - t0
+    n, end = report.segments, report.seconds
     out: dict[str, Any] = {"file": path.name, "video_s": round(end, 2), "wall_s": round(wall, 2),
                            "segments": n, "realtime_factor": round(end / wall, 2)}
     if sample_rss:
@@ -202,12 +216,16 @@ def main() -> None:
         t0 = time.perf_counter()
         make_long_recording(media / "vtest.avi", long_path, args.long_seconds)
         report["long_file_build_s"] = round(time.perf_counter() - t0, 1)
-        long = ingest_speed(video, long_path, sample_rss=True)
+        store = securecmr.Store.create(Path(tmp) / "store", passphrase="bench passphrase 0123456789")
+        footage = create_surveillance_collection(store, "footage")  # salted+encrypted, 72 h TTL
+        long = ingest_speed(video, long_path, footage, sample_rss=True)
+        report["clips"] = [ingest_speed(video, media / n, footage) for n in
+                           ("vtest.avi", "bikes.mp4", "carphone_pristine.mp4")]
+        report["stored_segments"] = len(footage)
+        store.close()
     report["long_25fps"] = long
     report["realtime_factor"] = long["realtime_factor"]
     report["rss_growth_mb"] = long["rss_growth_mb"]
-    report["clips"] = [ingest_speed(video, media / n) for n in
-                       ("vtest.avi", "bikes.mp4", "carphone_pristine.mp4")]
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     print(f"{'file':<24}{'video s':>9}{'wall s':>9}{'x realtime':>12}{'segments':>10}")
