@@ -49,3 +49,7 @@ def test_demo_ranks_the_sample_photos(models_dir: Path) -> None:
     for row in result["image_to_text"]:
         scores = [r["score"] for r in row["results"]]
         assert scores == sorted(scores, reverse=True)
+    protected = result["protected_store"]
+    assert protected["protection"] == "salted+encrypted" and protected["items"] == 2 * result["images"]
+    store_first = {row["query"]: row["results"][0]["image"] for row in protected["text_to_image"]}
+    assert store_first["a cat"] == "chelsea"

@@ -1,7 +1,8 @@
 """``securecmr demo``: encode real sample images and captions, then search text->image and image->text.
 
-``run_demo(console, json_out)`` is the whole demo as one function so later steps (protected store,
-users, audit) can be added after the search part.
+``run_demo(console, json_out)`` is the whole demo as one function so later steps (users, audit)
+can be added after the search parts: first exact cosine search on the float vectors, then the
+same searches through a protected (salted + encrypted) store collection in a temporary folder.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run_demo(console: Any, json_out: bool = False, *, k: int = 3) -> dict[str, A
         for n, s in zip(names, img_vecs @ cap_vecs.T, strict=True)
     ]
     hits = sum(r["results"][0]["caption"] == SAMPLES[r["image"]] for r in image_to_text)
+    protected = _store_search(names, captions, img_vecs, cap_vecs, query_vecs, k)
     result: dict[str, Any] = {
         "images": len(names),
         "text_encoder": {"name": text_enc.name, "dim": text_enc.dim},
@@ -63,10 +65,53 @@ def run_demo(console: Any, json_out: bool = False, *, k: int = 3) -> dict[str, A
         "text_to_image": text_to_image,
         "image_to_text": image_to_text,
         "image_to_text_top1": f"{hits}/{len(names)}",
+        "protected_store": protected,
     }
     if not json_out:
         _print(console, result, k)
     return result
+
+
+def _store_search(
+    names: list[str], captions: list[str], img_vecs: np.ndarray, cap_vecs: np.ndarray,
+    query_vecs: np.ndarray, k: int,
+) -> dict[str, Any]:
+    """Index images and captions in a protected collection (128-bit zero-shot codes, salted and
+    encrypted) in a temp folder and run the same searches there (Hamming scores)."""
+    import secrets
+    import tempfile
+
+    from .. import Item, Store
+
+    with tempfile.TemporaryDirectory(prefix="securecmr-demo-") as tmp:
+        store = Store.create(f"{tmp}/store", passphrase=secrets.token_urlsafe(24))
+        try:
+            col = store.create_collection("photos", bits=128, protection="salted+encrypted")
+            images = [Item(id=n, vectors={"image": v}) for n, v in zip(names, img_vecs, strict=True)]
+            texts = [
+                Item(id=f"caption:{n}", vectors={"text": v}) for n, v in zip(names, cap_vecs, strict=True)
+            ]
+            col.add(images + texts)
+
+            def caption_of(item_id: object) -> str:
+                return captions[names.index(str(item_id).split(":", 1)[1])]
+
+            t2i = [
+                {"query": q, "results": [
+                    {"image": str(h.id), "score": round(float(h.score), 4)}
+                    for h in col.search(vector=v, query_modality="text", modality="image", k=k)]}
+                for q, v in zip(QUERIES, query_vecs, strict=True)
+            ]
+            i2t = [
+                {"image": n, "results": [
+                    {"caption": caption_of(h.id), "score": round(float(h.score), 4)}
+                    for h in col.search(vector=v, query_modality="image", modality="text", k=k)]}
+                for n, v in zip(names, img_vecs, strict=True)
+            ]
+            info = {"collection": "photos", "bits": col.bits, "protection": col.protection, "items": len(col)}
+        finally:
+            store.close()
+    return {**info, "text_to_image": t2i, "image_to_text": i2t}
 
 
 def _print(console: Any, result: dict[str, Any], k: int) -> None:
@@ -92,6 +137,25 @@ def _print(console: Any, result: dict[str, Any], k: int) -> None:
         t.add_row(row["image"], *(f"{x['caption']} ({x['score']:.3f})" for x in row["results"]))
     console.print(t)
     console.print(f"image -> caption top-1: {result['image_to_text_top1']}")
+    p = result["protected_store"]
+    console.print(
+        f"\nThe same searches in a protected store collection ({p['items']} items, {p['bits']}-bit codes, "
+        f"{p['protection']}; score = 1 - Hamming distance / bits):"
+    )
+    t = Table(title="text -> image (protected store)")
+    t.add_column("query")
+    for r in range(k):
+        t.add_column(f"#{r + 1}")
+    for row in p["text_to_image"]:
+        t.add_row(row["query"], *(f"{x['image']} ({x['score']:.3f})" for x in row["results"]))
+    console.print(t)
+    t = Table(title="image -> text (protected store)")
+    t.add_column("image")
+    for r in range(k):
+        t.add_column(f"#{r + 1}")
+    for row in p["image_to_text"]:
+        t.add_row(row["image"], *(f"{x['caption']} ({x['score']:.3f})" for x in row["results"]))
+    console.print(t)
 
 
 def demo_cmd(
