@@ -6,7 +6,7 @@ Public names are listed in ``__all__`` (kept sorted; a test checks it). Heavy de
 
 from __future__ import annotations
 
-from . import access, audit, encoders, errors, monitor
+from . import access, audit, encoders, errors, monitor, protect
 from ._version import __version__
 from .encoders import VideoEncoder, VideoSegment, load_image_encoder, load_text_encoder, load_video_encoder
 from .errors import SecureCMRError
@@ -29,4 +29,5 @@ __all__ = [
     "load_text_encoder",
     "load_video_encoder",
     "monitor",
+    "protect",
 ]

@@ -100,7 +100,11 @@ class Collection:
             prepared.append((it.id, codes, meta))
         now = self._store._now()
         self._store._purge_collection(self._engine, now)
-        return self._engine.add(prepared, now=now, ttl_hours=self.ttl_hours)
+        added = self._engine.add(prepared, now=now, ttl_hours=self.ttl_hours)
+        if context is None:  # operator call (sessions audit their own calls)
+            self._store._audit_op("add", collection=self.name, result_ids=[it.id for it in items],
+                                  detail={"count": added})
+        return added
 
     # ------------------------------------------------------------------ search
     def query_code(self, *, text: str | None = None, image: Any = None, video: Any = None, vector: Any = None,
@@ -129,7 +133,12 @@ class Collection:
         added first. ``modality`` restricts matches to codes of one modality."""
         q = self.query_code(text=text, image=image, video=video, vector=vector, code=code,
                             query_modality=query_modality)
-        return self._search([q], k, modality=modality)[0]
+        hits = self._search([q], k, modality=modality)[0]
+        if context is None:  # operator call (sessions audit their own calls)
+            query = next(v for v in (text, image, video, vector, code) if v is not None)
+            self._store._audit_op("search", collection=self.name, query=query,
+                                  result_ids=[h.id for h in hits], detail={"k": k})
+        return hits
 
     def search_batch(self, *, codes: Any, k: int = 10, modality: str | None = None,
                      context: Any = None) -> list[list[Hit]]:
@@ -200,7 +209,11 @@ class Collection:
             metas = self._engine.metas(all_seqs)
             seqs = [s for s in all_seqs
                     if all(metas.get(s, {}).get("attrs", {}).get(key) == val for key, val in (where or {}).items())]
-        return self._engine.delete_seqs(seqs, now=self._store._now(), by=by)
+        deleted = self._engine.delete_seqs(seqs, now=self._store._now(), by=by)
+        if context is None:  # operator call (sessions audit their own calls)
+            self._store._audit_op("delete", collection=self.name, result_ids=list(ids or ()),
+                                  detail={"count": deleted, "where": where is not None})
+        return deleted
 
     def hold(self, ids: Iterable[str | int]) -> None:
         """Put items under legal hold: exempt from TTL purges and refused by delete."""

@@ -1,0 +1,112 @@
+"""Protection on disk: byte scans of every file, wrong passphrase, flipped bytes, crash-safe rotation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _store_helpers import PASS, items, new_store
+
+import securecmr
+from securecmr.errors import DecryptionError, IntegrityError, KeyringError
+
+
+def _all_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("mode", ["encrypted", "salted+encrypted"])
+@pytest.mark.parametrize("compacted", [False, True])
+def test_byte_scan_finds_nothing_in_clear(tmp_path: Path, mode: str, compacted: bool) -> None:
+    data = items(60)
+    store = new_store(tmp_path)
+    coll = store.create_collection("c", protection=mode)
+    coll.add(data)
+    if compacted:
+        store.compact()
+    # scan while open (WAL and SHM present) and again after close
+    for phase in ("open", "closed"):
+        blob = _all_bytes(tmp_path / "store")
+        for it in data:
+            assert str(it.id).encode() not in blob, phase
+            assert it.labels[0].encode() not in blob
+            assert str(it.attrs["site"]).encode() not in blob
+            assert str(it.ref).encode() not in blob
+            for c in (it.codes or {}).values():
+                assert bytes(c) not in blob
+        if phase == "open":
+            store.close()
+
+
+def test_erased_item_is_gone_from_every_file(tmp_path: Path) -> None:
+    data = items(30)
+    with new_store(tmp_path) as store:
+        coll = store.create_collection("c", protection="none")
+        coll.add(data)
+        victim = data[5]
+        hm = bytes.fromhex(coll.id_hmac(victim.id))
+        code = bytes(victim.codes["image"])  # type: ignore[index]
+        coll.delete([victim.id])
+        receipt = store.compact(by="dpo")
+        assert receipt["count"] == 1
+    blob = _all_bytes(tmp_path / "store")
+    assert hm not in blob and code not in blob and str(victim.id).encode() not in blob
+
+
+def test_wrong_passphrase_leaves_store_untouched(tmp_path: Path) -> None:
+    with new_store(tmp_path) as store:
+        store.create_collection("c").add(items(5))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "store").iterdir() if p.is_file()}
+    with pytest.raises(DecryptionError):
+        securecmr.Store.open(tmp_path / "store", passphrase="wrong")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "store").iterdir() if p.is_file()}
+    assert before["keyring.json"] == after["keyring.json"] and before["store.db"] == after["store.db"]
+    with pytest.raises(KeyringError):
+        securecmr.Store.open(tmp_path / "store", key_provider=securecmr.protect.RawKeyProvider(b"k" * 32))
+
+
+def test_flipped_bytes_never_give_wrong_results(tmp_path: Path) -> None:
+    data = items(40)
+    queries = [it.codes["image"] for it in data[:5]]  # type: ignore[index]
+    with new_store(tmp_path) as store:
+        store.create_collection("c").add(data)
+        store.compact()
+        good = [[h.id for h in store.collection("c").search(code=q, k=5)] for q in queries]
+    src = tmp_path / "store"
+    rng = np.random.default_rng(0)
+    for name in ("keyring.json", "store.db"):
+        size = (src / name).stat().st_size
+        for trial in range(12):
+            work = tmp_path / f"w-{name}-{trial}"
+            shutil.copytree(src, work)
+            raw = bytearray((work / name).read_bytes())
+            pos = int(rng.integers(0, size))
+            raw[pos] ^= 0x40
+            (work / name).write_bytes(bytes(raw))
+            try:
+                with securecmr.Store.open(work, passphrase=PASS) as store:
+                    got = [[h.id for h in store.collection("c").search(code=q, k=5)] for q in queries]
+                    assert got == good, (name, pos)
+            except (IntegrityError, DecryptionError) as exc:
+                if name == "keyring.json":
+                    assert "keyring.json" in str(exc)
+            shutil.rmtree(work)
+
+
+def test_rotation_interrupted_loses_nothing(tmp_path: Path) -> None:
+    data = items(20)
+    with new_store(tmp_path) as store:
+        store.create_collection("c").add(data)
+        ring = store._ring
+        # simulate a crash after the new keyring is written but before rows are re-sealed
+        ring.rotate_master()
+        ring.new_data_keys()
+        ring.save(store.path, securecmr.protect.PassphraseProvider("new"))
+    with securecmr.Store.open(tmp_path / "store", passphrase="new") as store:
+        coll = store.collection("c")
+        assert len(coll) == 20
+        store.rotate_keys("newer", reencrypt=True)  # the resumed rotation completes
+    with securecmr.Store.open(tmp_path / "store", passphrase="newer") as store:
+        assert store.collection("c").search(code=data[3].codes["image"], k=1)[0].id == data[3].id  # type: ignore[index]
