@@ -70,10 +70,6 @@ def test_fit_codes_and_map_beat_chance() -> None:
             assert m > 0.6, (qm, dm, m)  # chance is about 0.25
 
 
-needs_store = pytest.mark.skipif(not hasattr(securecmr, "Store"), reason="securecmr.Store not built yet")
-
-
-@needs_store
 def test_store_holds_no_injected_phi(tmp_path: Path) -> None:
     records, feats = _records_and_features(48)
     rng = np.random.default_rng(1)
@@ -87,9 +83,7 @@ def test_store_holds_no_injected_phi(tmp_path: Path) -> None:
         clean_records.append(MedicalRecord(rec.id, out.text, rec.image, rec.labels, rec.attrs, out.report))
     r = MedicalRetriever(bits=32, hasher_params=FAST).fit(clean_records, feats)
     store_dir = tmp_path / "store"
-    with securecmr.Store.create(  # type: ignore[attr-defined, unused-ignore]
-        store_dir, passphrase="correct horse battery staple"
-    ) as store:
+    with securecmr.Store.create(store_dir, passphrase="correct horse battery staple") as store:
         coll = r.create_collection(store, "cases")
         assert r.add(coll, clean_records, feats, store_text=True) == 48
         code = r.codes(feats.subset([0]))["text"][0]

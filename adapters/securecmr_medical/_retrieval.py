@@ -209,9 +209,7 @@ class MedicalRetriever:
             attrs = dict(r.attrs)
             if store_text and r.text:
                 attrs["text"] = r.text
-            item = securecmr.Item(  # type: ignore[attr-defined, unused-ignore]
-                r.id, labels=tuple(r.labels), attrs=attrs, ref=ref, codes=per
-            )
+            item = securecmr.Item(r.id, labels=tuple(r.labels), attrs=attrs, ref=ref, codes=per)
             items.append(item)
         if items:
             collection.add(items)

@@ -155,27 +155,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {rank}. {hid:<22} score {score:.3f}  [{region.get(hid, '')}]  {caption.get(hid, '')[:70]}"
             )
 
-    if hasattr(securecmr, "Store"):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = args.store or Path(tmp) / "medpix.scmr"
-            passphrase = os.environ.get("SECURECMR_PASSPHRASE") or secrets.token_urlsafe(24)
-            with securecmr.Store.create(path, passphrase=passphrase) as store:
-                coll = retriever.create_collection(store, "medpix")
-                added = retriever.add(coll, train_recs, feats.subset(train))
-                print(
-                    f"\nstored {added} train records (codes, labels, attributes; no text, no pixels) "
-                    "in a salted+encrypted collection"
-                )
-                for title, q, target in queries:
-                    hits = retriever.search(coll, target=target, k=args.k, **q)
-                    show(title, [(str(h.id), float(h.score)) for h in hits], q, target)
-    else:
-        print("\nsecurecmr.Store is not available in this checkout: ranking the train codes in memory")
-        for title, q, target in queries:
-            code = retriever.query_code(**q)
-            dist = hamming_distance(code[None, :], codes_db[target])[0]
-            order = np.argsort(dist, kind="stable")[: args.k]
-            show(title, [(train_recs[i].id, 1.0 - dist[i] / args.bits) for i in order], q, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.store or Path(tmp) / "medpix.scmr"
+        passphrase = os.environ.get("SECURECMR_PASSPHRASE") or secrets.token_urlsafe(24)
+        with securecmr.Store.create(path, passphrase=passphrase) as store:
+            coll = retriever.create_collection(store, "medpix")
+            added = retriever.add(coll, train_recs, feats.subset(train))
+            print(
+                f"\nstored {added} train records (codes, labels, attributes; no text, no pixels) "
+                "in a salted+encrypted collection"
+            )
+            for title, q, target in queries:
+                hits = retriever.search(coll, target=target, k=args.k, **q)
+                show(title, [(str(h.id), float(h.score)) for h in hits], q, target)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 
