@@ -19,8 +19,15 @@ def items(n: int, bits: int = 64, seed: int = 0, multi: bool = True) -> list[sec
         codes = {"image": rng.integers(0, 256, bits // 8, dtype=np.uint8)}
         if multi and i % 3 == 0:
             codes["text"] = rng.integers(0, 256, bits // 8, dtype=np.uint8)
-        out.append(securecmr.Item(f"patient-{i:05d}", labels=(f"label-{i % 4}xq",),
-                                  attrs={"site": f"site-{i % 2}zz", "n": i}, ref=f"ref-{i}.png", codes=codes))
+        out.append(
+            securecmr.Item(
+                f"patient-{i:05d}",
+                labels=(f"label-{i % 4}xq",),
+                attrs={"site": f"site-{i % 2}zz", "n": i},
+                ref=f"ref-{i}.png",
+                codes=codes,
+            )
+        )
     return out
 
 

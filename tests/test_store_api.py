@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _store_helpers import MODES, PASS, brute, items, new_store
 
 import securecmr
 from securecmr.errors import (
@@ -21,8 +22,6 @@ from securecmr.errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-
-from _store_helpers import MODES, PASS, brute, items, new_store
 
 
 @pytest.mark.parametrize("backend", ["faiss", "brute"])
@@ -105,7 +104,9 @@ def test_snapshot_roundtrip_and_rotation(tmp_path: Path) -> None:
         securecmr.Store.open(tmp_path / "store", passphrase=PASS)
     with securecmr.Store.open(tmp_path / "store", passphrase="new pass") as store:
         assert len(store.collection("c")) == 20
-    with securecmr.Store.import_snapshot(tmp_path / "snap.bin", tmp_path / "restored", passphrase=PASS) as store:
+    with securecmr.Store.import_snapshot(
+        tmp_path / "snap.bin", tmp_path / "restored", passphrase=PASS
+    ) as store:
         q = data[4].codes["image"]  # type: ignore[index]
         assert store.collection("c").search(code=q, k=1)[0].id == "patient-00004"
 

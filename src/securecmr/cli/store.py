@@ -16,7 +16,9 @@ import typer
 __all__ = ["read_manifest", "register"]
 
 
-def _passphrase(var: str = "SECURECMR_PASSPHRASE", prompt: str = "store passphrase", confirm: bool = False) -> str:
+def _passphrase(
+    var: str = "SECURECMR_PASSPHRASE", prompt: str = "store passphrase", confirm: bool = False
+) -> str:
     value = os.environ.get(var)
     if not value:
         value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
@@ -33,6 +35,7 @@ def read_manifest(path: Path) -> list[Any]:
     """Parse a JSONL manifest into Items; any bad line raises ManifestError naming its line
     (nothing is ingested: the batch is all-or-nothing)."""
     import securecmr
+
     from ..errors import ManifestError
 
     items = []
@@ -45,7 +48,9 @@ def read_manifest(path: Path) -> list[Any]:
         except json.JSONDecodeError:
             raise ManifestError(f"{path.name} line {no}: not valid JSON (nothing was ingested)") from None
         if not isinstance(obj, dict) or "id" not in obj:
-            raise ManifestError(f"{path.name} line {no}: each line needs an object with an 'id' (nothing ingested)")
+            raise ManifestError(
+                f"{path.name} line {no}: each line needs an object with an 'id' (nothing ingested)"
+            )
         media: dict[str, Any] = {}
         for key in ("image", "video"):
             if obj.get(key) is not None:
@@ -54,8 +59,16 @@ def read_manifest(path: Path) -> list[Any]:
                 if not p.is_file():
                     raise ManifestError(f"{path.name} line {no}: {key} file not found (nothing was ingested)")
                 media[key] = str(p)
-        items.append(securecmr.Item(id=obj["id"], text=obj.get("text"), labels=tuple(obj.get("labels", ())),
-                                    attrs=dict(obj.get("attrs", {})), ref=obj.get("ref"), **media))
+        items.append(
+            securecmr.Item(
+                id=obj["id"],
+                text=obj.get("text"),
+                labels=tuple(obj.get("labels", ())),
+                attrs=dict(obj.get("attrs", {})),
+                ref=obj.get("ref"),
+                **media,
+            )
+        )
     if not items:
         from ..errors import EmptyInputError
 
@@ -78,18 +91,26 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"created store {store}")
 
     @coll_app.command("create")
-    def create(store: Path, name: str, bits: Annotated[int, typer.Option("--bits")] = 64,
-               protection: Annotated[str, typer.Option("--protection")] = "salted+encrypted",
-               ttl_hours: Annotated[float | None, typer.Option("--ttl-hours")] = None) -> None:
+    def create(
+        store: Path,
+        name: str,
+        bits: Annotated[int, typer.Option("--bits")] = 64,
+        protection: Annotated[str, typer.Option("--protection")] = "salted+encrypted",
+        ttl_hours: Annotated[float | None, typer.Option("--ttl-hours")] = None,
+    ) -> None:
         """Create a collection."""
         with _open(store) as s:
             s.create_collection(name, bits=bits, protection=protection, ttl_hours=ttl_hours)
         typer.echo(f"created collection {name} ({bits} bits, {protection})")
 
     @app.command("ingest")
-    def ingest(store: Path, name: str, manifest: Path,
-               batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
-               store_content: Annotated[bool, typer.Option("--store-content")] = False) -> None:
+    def ingest(
+        store: Path,
+        name: str,
+        manifest: Path,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+        store_content: Annotated[bool, typer.Option("--store-content")] = False,
+    ) -> None:
         """Ingest a JSONL manifest (id, text, image, video, labels, attrs, ref). All or nothing."""
         from .._progress import progress
 
@@ -110,32 +131,66 @@ def register(app: typer.Typer) -> None:
                         for i, c in zip(idx, out, strict=True):
                             codes[i][m] = c
                 for it, c in zip(batch, codes, strict=True):
-                    encoded.append(Item(id=it.id, labels=it.labels, attrs=it.attrs, ref=it.ref, codes=c,
-                                        text=it.text if store_content else None))
+                    encoded.append(
+                        Item(
+                            id=it.id,
+                            labels=it.labels,
+                            attrs=it.attrs,
+                            ref=it.ref,
+                            codes=c,
+                            text=it.text if store_content else None,
+                        )
+                    )
             n = coll.add(encoded, store_content=store_content)
         typer.echo(f"ingested {n} items into {name}")
 
     @app.command("search")
-    def search(store: Path, name: str, text: Annotated[str | None, typer.Option("--text")] = None,
-               image: Annotated[Path | None, typer.Option("--image")] = None,
-               video: Annotated[Path | None, typer.Option("--video")] = None,
-               k: Annotated[int, typer.Option("-k")] = 10,
-               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def search(
+        store: Path,
+        name: str,
+        text: Annotated[str | None, typer.Option("--text")] = None,
+        image: Annotated[Path | None, typer.Option("--image")] = None,
+        video: Annotated[Path | None, typer.Option("--video")] = None,
+        k: Annotated[int, typer.Option("-k")] = 10,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
         """Search a collection by text, image or video."""
         with _open(store) as s:
-            hits = s.collection(name).search(text=text, image=None if image is None else str(image),
-                                             video=None if video is None else str(video), k=k)
+            hits = s.collection(name).search(
+                text=text,
+                image=None if image is None else str(image),
+                video=None if video is None else str(video),
+                k=k,
+            )
         if as_json:
-            typer.echo(json.dumps([{"id": h.id, "score": h.score, "distance": h.distance, "modality": h.modality,
-                                    "labels": list(h.labels), "attrs": h.attrs, "ref": h.ref} for h in hits]))
+            typer.echo(
+                json.dumps(
+                    [
+                        {
+                            "id": h.id,
+                            "score": h.score,
+                            "distance": h.distance,
+                            "modality": h.modality,
+                            "labels": list(h.labels),
+                            "attrs": h.attrs,
+                            "ref": h.ref,
+                        }
+                        for h in hits
+                    ]
+                )
+            )
             return
         for rank, h in enumerate(hits, 1):
             typer.echo(f"{rank:>3}  {h.score:.4f}  {h.id}  {h.modality}  {h.ref or ''}")
 
     @app.command("delete")
-    def delete(store: Path, name: str, ids: Annotated[list[str] | None, typer.Argument()] = None,
-               where: Annotated[list[str] | None, typer.Option("--where", help="KEY=VALUE attribute filter")] = None,
-               by: Annotated[str | None, typer.Option("--by")] = None) -> None:
+    def delete(
+        store: Path,
+        name: str,
+        ids: Annotated[list[str] | None, typer.Argument()] = None,
+        where: Annotated[list[str] | None, typer.Option("--where", help="KEY=VALUE attribute filter")] = None,
+        by: Annotated[str | None, typer.Option("--by")] = None,
+    ) -> None:
         """Delete items by id or by attribute filter (run ``compact`` to scrub the files)."""
         from ..errors import ConfigurationError
 
@@ -155,8 +210,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"deleted {n} items")
 
     @app.command("compact")
-    def compact(store: Path, receipt: Annotated[Path | None, typer.Option("--receipt")] = None,
-                by: Annotated[str | None, typer.Option("--by")] = None) -> None:
+    def compact(
+        store: Path,
+        receipt: Annotated[Path | None, typer.Option("--receipt")] = None,
+        by: Annotated[str | None, typer.Option("--by")] = None,
+    ) -> None:
         """Scrub deleted data from the files and write a signed erasure receipt."""
         with _open(store) as s:
             rec = s.compact(by=by)

@@ -70,8 +70,13 @@ class PassphraseProvider:
 
         if params.get("name") != "scrypt":
             raise KeyringError("this store is not protected by a passphrase; open it with its key provider")
-        kdf = Scrypt(salt=base64.b64decode(params["salt"]), length=32, n=int(params["n"]), r=int(params["r"]),
-                     p=int(params["p"]))
+        kdf = Scrypt(
+            salt=base64.b64decode(params["salt"]),
+            length=32,
+            n=int(params["n"]),
+            r=int(params["r"]),
+            p=int(params["p"]),
+        )
         return kdf.derive(self._passphrase.encode("utf-8"))
 
 
@@ -165,17 +170,28 @@ class Keyring:
         master = Sealer(self.master)
         cols = {}
         for cid, ck in self.collections.items():
-            inner = json.dumps({"salt": b64(ck.salt), "data": {str(v): b64(k) for v, k in ck.data.items()},
-                                "current": ck.current}).encode()
+            inner = json.dumps(
+                {
+                    "salt": b64(ck.salt),
+                    "data": {str(v): b64(k) for v, k in ck.data.items()},
+                    "current": ck.current,
+                }
+            ).encode()
             cols[cid] = b64(master.seal(inner, f"{self.store_id}/collection/{cid}".encode()))
-        return json.dumps({"master": b64(self.master), "secret": b64(self.secret), "collections": cols}).encode()
+        return json.dumps(
+            {"master": b64(self.master), "secret": b64(self.secret), "collections": cols}
+        ).encode()
 
     def save(self, directory: Path, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
         params = provider.kdf_params() if fresh_kdf or not self.kdf else self.kdf
         kek = provider.derive(params)
         sealed = Sealer(kek).seal(self._secrets(), f"securecmr-keyring/{self.store_id}".encode())
-        doc = {"format": 1, "store_id": self.store_id, "kdf": params,
-               "sealed": base64.b64encode(sealed).decode()}
+        doc = {
+            "format": 1,
+            "store_id": self.store_id,
+            "kdf": params,
+            "sealed": base64.b64encode(sealed).decode(),
+        }
         write_checked(directory / KEYRING_FILE, json.dumps(doc, sort_keys=True).encode())
         self.kdf = params
 
@@ -203,8 +219,10 @@ class Keyring:
         for cid, blob in body["collections"].items():
             inner = json.loads(master.open(b(blob), f"{store_id}/collection/{cid}".encode()))
             ring.collections[cid] = CollectionKeys(
-                salt=b(inner["salt"]), data={int(v): b(k) for v, k in inner["data"].items()},
-                current=int(inner["current"]))
+                salt=b(inner["salt"]),
+                data={int(v): b(k) for v, k in inner["data"].items()},
+                current=int(inner["current"]),
+            )
         return ring
 
     def rotate_master(self) -> None:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigurationError, EmptyInputError, ShapeError
-from ._engine import CollectionEngine
 from ._encode import Encoders
+from ._engine import CollectionEngine
 from ._types import MODALITIES, Hit, Item
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ class Collection:
         self.name = engine.name
 
     def __repr__(self) -> str:
-        return f"Collection({self.name!r}, bits={self.bits}, protection={self.protection!r}, items={len(self)})"
+        return (
+            f"Collection({self.name!r}, bits={self.bits}, protection={self.protection!r}, items={len(self)})"
+        )
 
     def __len__(self) -> int:
         return len(self._engine)
@@ -88,33 +90,55 @@ class Collection:
                     raw_batches[m].append(i)
         for m, idx in raw_batches.items():
             if idx:
-                codes = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx])
-                for i, c in zip(idx, codes, strict=True):
+                enc = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx])
+                for i, c in zip(idx, enc, strict=True):
                     per_item[i][m] = c
-        prepared = []
-        for it, codes in zip(items, per_item, strict=True):
-            meta: dict[str, Any] = {"labels": [str(x) for x in it.labels], "attrs": dict(it.attrs or {}),
-                                    "ref": it.ref}
+        prepared: list[tuple[Any, dict[str, np.ndarray], dict[str, Any]]] = []
+        for it, item_codes in zip(items, per_item, strict=True):
+            meta: dict[str, Any] = {
+                "labels": [str(x) for x in it.labels],
+                "attrs": dict(it.attrs or {}),
+                "ref": it.ref,
+            }
             if store_content and it.text is not None:
                 meta["text"] = it.text
-            prepared.append((it.id, codes, meta))
+            prepared.append((it.id, item_codes, meta))
         now = self._store._now()
         self._store._purge_collection(self._engine, now)
         added = self._engine.add(prepared, now=now, ttl_hours=self.ttl_hours)
         if context is None:  # operator call (sessions audit their own calls)
-            self._store._audit_op("add", collection=self.name, result_ids=[it.id for it in items],
-                                  detail={"count": added})
+            self._store._audit_op(
+                "add", collection=self.name, result_ids=[it.id for it in items], detail={"count": added}
+            )
         return added
 
     # ------------------------------------------------------------------ search
-    def query_code(self, *, text: str | None = None, image: Any = None, video: Any = None, vector: Any = None,
-                   code: Any = None, query_modality: str = "text", salted: bool = False) -> np.ndarray:
+    def query_code(
+        self,
+        *,
+        text: str | None = None,
+        image: Any = None,
+        video: Any = None,
+        vector: Any = None,
+        code: Any = None,
+        query_modality: str = "text",
+        salted: bool = False,
+    ) -> np.ndarray:
         """The packed code of a query; ``salted=True`` gives it in the collection's salted space."""
-        given = {k: v for k, v in (("text", text), ("image", image), ("video", video), ("vector", vector),
-                                   ("code", code)) if v is not None}
+        given = {
+            k: v
+            for k, v in (
+                ("text", text),
+                ("image", image),
+                ("video", video),
+                ("vector", vector),
+                ("code", code),
+            )
+            if v is not None
+        }
         if len(given) != 1:
             raise ConfigurationError("give exactly one of text=, image=, video=, vector=, code=")
-        (kind, value), = given.items()
+        ((kind, value),) = given.items()
         if kind == "code":
             raw = self._encoders.code("text", code=value)
         elif kind == "vector":
@@ -126,22 +150,35 @@ class Collection:
         raw = raw.reshape(1, -1)
         return self._engine.prepare_queries(raw)[0] if salted else raw[0]
 
-    def search(self, *, text: str | None = None, image: Any = None, video: Any = None, vector: Any = None,
-               code: Any = None, k: int = 10, modality: str | None = None, query_modality: str = "text",
-               context: Any = None) -> list[Hit]:
+    def search(
+        self,
+        *,
+        text: str | None = None,
+        image: Any = None,
+        video: Any = None,
+        vector: Any = None,
+        code: Any = None,
+        k: int = 10,
+        modality: str | None = None,
+        query_modality: str = "text",
+        context: Any = None,
+    ) -> list[Hit]:
         """The ``k`` nearest items by minimum Hamming distance over their codes; ties go to the item
         added first. ``modality`` restricts matches to codes of one modality."""
-        q = self.query_code(text=text, image=image, video=video, vector=vector, code=code,
-                            query_modality=query_modality)
+        q = self.query_code(
+            text=text, image=image, video=video, vector=vector, code=code, query_modality=query_modality
+        )
         hits = self._search([q], k, modality=modality)[0]
         if context is None:  # operator call (sessions audit their own calls)
             query = next(v for v in (text, image, video, vector, code) if v is not None)
-            self._store._audit_op("search", collection=self.name, query=query,
-                                  result_ids=[h.id for h in hits], detail={"k": k})
+            self._store._audit_op(
+                "search", collection=self.name, query=query, result_ids=[h.id for h in hits], detail={"k": k}
+            )
         return hits
 
-    def search_batch(self, *, codes: Any, k: int = 10, modality: str | None = None,
-                     context: Any = None) -> list[list[Hit]]:
+    def search_batch(
+        self, *, codes: Any, k: int = 10, modality: str | None = None, context: Any = None
+    ) -> list[list[Hit]]:
         """Search many packed codes at once (vectorised; the fast path for bulk queries)."""
         arr = np.asarray(codes)
         if arr.ndim != 2 or arr.dtype != np.uint8:
@@ -150,11 +187,19 @@ class Collection:
             raise EmptyInputError("empty batch of query codes")
         return self._search(list(arr), k, modality=modality)
 
-    def search_allowed(self, allowed_rows: Any, *, k: int = 10, modality: str | None = None,
-                       query_modality: str = "text", **query: Any) -> list[Hit]:
+    def search_allowed(
+        self,
+        allowed_rows: Any,
+        *,
+        k: int = 10,
+        modality: str | None = None,
+        query_modality: str = "text",
+        **query: Any,
+    ) -> list[Hit]:
         """Like :meth:`search`, restricted to rows of :meth:`attribute_rows` (used by sessions)."""
-        q = self.query_code(query_modality=query_modality, **{k_: v for k_, v in query.items()
-                                                              if k_ in _QUERY_KEYS})
+        q = self.query_code(
+            query_modality=query_modality, **{k_: v for k_, v in query.items() if k_ in _QUERY_KEYS}
+        )
         seqs = self._row_seqs()[np.asarray(allowed_rows, dtype=np.int64)]
         return self._search([q], k, modality=modality, allowed=seqs)[0]
 
@@ -171,8 +216,14 @@ class Collection:
         table.append([metas.get(s, {}).get("attrs", {}) for s in seqs])
         return table, [self._engine.id_of[s] for s in seqs]
 
-    def _search(self, queries: list[np.ndarray], k: int, *, modality: str | None = None,
-                allowed: np.ndarray | None = None) -> list[list[Hit]]:
+    def _search(
+        self,
+        queries: list[np.ndarray],
+        k: int,
+        *,
+        modality: str | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> list[list[Hit]]:
         if not isinstance(k, int) or k < 0:
             raise ConfigurationError("k must be a non-negative integer")
         salted = self._engine.prepare_queries(np.asarray(queries, dtype=np.uint8))
@@ -185,14 +236,27 @@ class Collection:
         """The stored record of one item (labels, attrs, ref) as a Hit with score 1."""
         (seq,) = self._engine.seqs_for_ids([item_id])
         meta = self._engine.metas([seq])[seq]
-        return Hit(id=item_id, score=1.0, distance=0, modality="", labels=tuple(meta.get("labels", ())),
-                   attrs=dict(meta.get("attrs", {})), ref=meta.get("ref"))
+        return Hit(
+            id=item_id,
+            score=1.0,
+            distance=0,
+            modality="",
+            labels=tuple(meta.get("labels", ())),
+            attrs=dict(meta.get("attrs", {})),
+            ref=meta.get("ref"),
+        )
 
     def ids(self) -> list[Any]:
         return [self._engine.id_of[s] for s in self._engine.all_seqs()]
 
-    def delete(self, ids: Iterable[str | int] | str | int | None = None, *,
-               where: Mapping[str, Any] | None = None, by: str | None = None, context: Any = None) -> int:
+    def delete(
+        self,
+        ids: Iterable[str | int] | str | int | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        by: str | None = None,
+        context: Any = None,
+    ) -> int:
         """Delete by id (ItemNotFoundError if any is unknown; nothing deleted) or by attribute
         equality filter ``where``. Deleted rows are gone from search at once; ``store.compact()``
         scrubs them from the files and issues the erasure receipt."""
@@ -207,12 +271,21 @@ class Collection:
         else:
             all_seqs = self._engine.all_seqs()
             metas = self._engine.metas(all_seqs)
-            seqs = [s for s in all_seqs
-                    if all(metas.get(s, {}).get("attrs", {}).get(key) == val for key, val in (where or {}).items())]
+            seqs = [
+                s
+                for s in all_seqs
+                if all(
+                    metas.get(s, {}).get("attrs", {}).get(key) == val for key, val in (where or {}).items()
+                )
+            ]
         deleted = self._engine.delete_seqs(seqs, now=self._store._now(), by=by)
         if context is None:  # operator call (sessions audit their own calls)
-            self._store._audit_op("delete", collection=self.name, result_ids=list(ids or ()),
-                                  detail={"count": deleted, "where": where is not None})
+            self._store._audit_op(
+                "delete",
+                collection=self.name,
+                result_ids=list(ids or ()),
+                detail={"count": deleted, "where": where is not None},
+            )
         return deleted
 
     def hold(self, ids: Iterable[str | int]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,11 @@ class Encoders:
 
     def _image_output(self, encoder: Any) -> str:
         fdim = getattr(encoder, "feature_dim", None)
-        return "features" if fdim is not None and getattr(self.hasher, "image_dim_", None) == fdim else "zeroshot"
+        return (
+            "features"
+            if fdim is not None and getattr(self.hasher, "image_dim_", None) == fdim
+            else "zeroshot"
+        )
 
     def code(self, modality: str, *, raw: Any = None, vector: Any = None, code: Any = None) -> np.ndarray:
         """One packed code (bits // 8,) for one modality."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,8 +35,17 @@ _TAG = 16
 class CollectionEngine:
     """All state and I/O of one collection (the facade and access layers sit above)."""
 
-    def __init__(self, conn: sqlite3.Connection, store_id: str, cid: str, name: str, config: dict[str, Any],
-                 keys: CollectionKeys, *, backend: str = "faiss") -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        store_id: str,
+        cid: str,
+        name: str,
+        config: dict[str, Any],
+        keys: CollectionKeys,
+        *,
+        backend: str = "faiss",
+    ) -> None:
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
         self.protection = str(config["protection"])
@@ -52,10 +60,12 @@ class CollectionEngine:
         self.seq_of: dict[bytes, int] = {}
         self.max_codes = 1
         self._meta_cache: dict[int, dict[str, Any]] = {}
+        self._sealers: dict[tuple[int, bytes], Sealer] = {}
+        self._tags: dict[tuple[int, bytes], bytes] = {}
         self._load()
 
     def __repr__(self) -> str:
-        return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r}, n={len(self)})"
+        return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
 
     def __len__(self) -> int:
         return len(self.id_of)
@@ -68,29 +78,42 @@ class CollectionEngine:
         key = self.keys.data.get(kv)
         if key is None:
             raise IntegrityError(f"{DB_FILE}: a row of collection {self.name!r} names an unknown key version")
-        return Sealer(hkdf(key, "securecmr/rows"))
+        cached = self._sealers.get((kv, key))
+        if cached is None:
+            cached = self._sealers[(kv, key)] = Sealer(hkdf(key, "securecmr/rows"))
+        return cached
 
     def _tag_key(self, kv: int) -> bytes:
-        return hkdf(self.keys.data[kv], "securecmr/tags")
+        key = self.keys.data[kv]
+        cached = self._tags.get((kv, key))
+        if cached is None:
+            cached = self._tags[(kv, key)] = hkdf(key, "securecmr/tags")
+        return cached
 
     def id_hmac(self, item_id: Any) -> bytes:
         """The keyed HMAC under which an external id is stored."""
         return keyed_hmac(self._hmac_key, _id_bytes(item_id))
 
-    def _seal_rows(self, kv: int, rows: list[tuple[int, Any, bytes, np.ndarray, bytes, dict[str, Any]]]) -> list[
-            tuple[bytes, bytes, bytes]]:
+    def _seal_rows(
+        self, kv: int, rows: list[tuple[int, Any, bytes, np.ndarray, bytes, dict[str, Any]]]
+    ) -> list[tuple[bytes, bytes, bytes]]:
         sealer = self._sealer(kv)
         tagk = self._tag_key(kv)
-        rids = sealer.seal_many([_id_bytes(r[1]) for r in rows],
-                                [self._aad(r[0], "rid", kv) + r[2] for r in rows])
-        metas = sealer.seal_many([json.dumps(r[5], separators=(",", ":")).encode() for r in rows],
-                                 [self._aad(r[0], "meta", kv) for r in rows])
+        rids = sealer.seal_many(
+            [_id_bytes(r[1]) for r in rows], [self._aad(r[0], "rid", kv) + r[2] for r in rows]
+        )
+        metas = sealer.seal_many(
+            [json.dumps(r[5], separators=(",", ":")).encode() for r in rows],
+            [self._aad(r[0], "meta", kv) for r in rows],
+        )
         cores_plain = [r[4] + r[3].tobytes() for r in rows]
         if self.encrypted:
             cores = sealer.seal_many(cores_plain, [self._aad(r[0], "core", kv) for r in rows])
         else:
-            cores = [c + keyed_hmac(tagk, self._aad(r[0], "core", kv) + c)[:_TAG]
-                     for r, c in zip(rows, cores_plain, strict=True)]
+            cores = [
+                c + keyed_hmac(tagk, self._aad(r[0], "core", kv) + c)[:_TAG]
+                for r, c in zip(rows, cores_plain, strict=True)
+            ]
         return list(zip(rids, cores, metas, strict=True))
 
     def _open_core(self, seq: int, kv: int, blob: bytes) -> bytes:
@@ -107,8 +130,9 @@ class CollectionEngine:
         seqs: list[int] = []
         mods: list[int] = []
         codes: list[bytes] = []
-        cur = self.conn.execute("SELECT seq, id_hmac, rid, core, kv FROM items WHERE cid=? ORDER BY seq",
-                                (self.cid,))
+        cur = self.conn.execute(
+            "SELECT seq, id_hmac, rid, core, kv FROM items WHERE cid=? ORDER BY seq", (self.cid,)
+        )
         sealers: dict[int, Sealer] = {}
         try:
             for seq, hm, rid, core, kv in cur:
@@ -141,8 +165,13 @@ class CollectionEngine:
         self.code_mod = np.asarray(mods, dtype=np.int8)
 
     # ------------------------------------------------------------------ write
-    def add(self, prepared: Sequence[tuple[Any, dict[str, np.ndarray], dict[str, Any]]], *, now: float,
-            ttl_hours: float | None) -> int:
+    def add(
+        self,
+        prepared: Sequence[tuple[Any, dict[str, np.ndarray], dict[str, Any]]],
+        *,
+        now: float,
+        ttl_hours: float | None,
+    ) -> int:
         """Insert items (id, {modality: raw code}, meta) in one transaction; all or nothing."""
         if not prepared:
             raise EmptyInputError("empty batch: give at least one item")
@@ -156,30 +185,44 @@ class CollectionEngine:
         (start,) = self.conn.execute("SELECT next_seq FROM collections WHERE cid=?", (self.cid,)).fetchone()
         rows = []
         new_seq, new_mod, new_codes = [], [], []
-        for i, ((item_id, codes, meta), hm) in enumerate(zip(prepared, hmacs, strict=True)):
+        salted_all: list[dict[str, np.ndarray]] = [{} for _ in prepared]
+        for mname in MODALITIES:
+            idx = [i for i, p in enumerate(prepared) if p[1].get(mname) is not None]
+            if idx:
+                mat = np.stack([prepared[i][1][mname] for i in idx]).astype(np.uint8, copy=False)
+                if self.salt is not None:
+                    mat = self.salt.apply(mat)
+                for i, row in zip(idx, mat, strict=True):
+                    salted_all[i][mname] = row
+        for i, ((item_id, _codes, meta), hm) in enumerate(zip(prepared, hmacs, strict=True)):
             seq = start + i
             mask = 0
             parts = []
             for j, mname in enumerate(MODALITIES):
-                c = codes.get(mname)
-                if c is None:
+                salted = salted_all[i].get(mname)
+                if salted is None:
                     continue
-                salted = self.salt.apply(c[None, :])[0] if self.salt is not None else c
                 mask |= 1 << j
                 parts.append(salted)
                 new_seq.append(seq)
                 new_mod.append(j)
                 new_codes.append(salted)
             if not parts:
-                raise EmptyInputError("an item has no text, image, video, vectors or codes; nothing was added")
+                raise EmptyInputError(
+                    "an item has no text, image, video, vectors or codes; nothing was added"
+                )
             rows.append((seq, item_id, hm, np.concatenate(parts), bytes([mask]), meta))
         sealed = self._seal_rows(kv, rows)
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(
-                "INSERT INTO items (cid, seq, id_hmac, rid, core, meta, kv, expires) VALUES (?,?,?,?,?,?,?,?)",
-                [(self.cid, r[0], r[2], s[0], s[1], s[2], kv, expires) for r, s in zip(rows, sealed, strict=True)],
+                "INSERT INTO items (cid, seq, id_hmac, rid, core, meta, kv, expires) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (self.cid, r[0], r[2], s[0], s[1], s[2], kv, expires)
+                    for r, s in zip(rows, sealed, strict=True)
+                ],
             )
             self.conn.execute("UPDATE collections SET next_seq=? WHERE cid=?", (start + len(rows), self.cid))
             self.conn.execute("COMMIT")
@@ -201,13 +244,17 @@ class CollectionEngine:
             return 0
         holds = self._held(seqs)
         if holds and not force:
-            raise LegalHoldError(f"{len(holds)} item(s) are under legal hold; release them first (nothing deleted)")
+            raise LegalHoldError(
+                f"{len(holds)} item(s) are under legal hold; release them first (nothing deleted)"
+            )
         inv = {s: h for h, s in self.seq_of.items()}
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany("DELETE FROM items WHERE cid=? AND seq=?", [(self.cid, s) for s in seqs])
-            self.conn.executemany("INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
-                                  [(self.cid, inv[s], now, by) for s in seqs])
+            self.conn.executemany(
+                "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
+                [(self.cid, inv[s], now, by) for s in seqs],
+            )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -241,13 +288,19 @@ class CollectionEngine:
 
     def set_hold(self, seqs: list[int], hold: bool) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany("UPDATE items SET hold=? WHERE cid=? AND seq=?",
-                              [(int(hold), self.cid, s) for s in seqs])
+        self.conn.executemany(
+            "UPDATE items SET hold=? WHERE cid=? AND seq=?", [(int(hold), self.cid, s) for s in seqs]
+        )
         self.conn.execute("COMMIT")
 
     def expired(self, now: float) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT seq FROM items WHERE cid=? AND hold=0 AND expires IS NOT NULL AND expires <= ?", (self.cid, now))]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT seq FROM items WHERE cid=? AND hold=0 AND expires IS NOT NULL AND expires <= ?",
+                (self.cid, now),
+            )
+        ]
 
     # ------------------------------------------------------------------ read
     def metas(self, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -257,10 +310,13 @@ class CollectionEngine:
             q = f"SELECT seq, meta, kv FROM items WHERE cid=? AND seq IN ({','.join('?' * len(chunk))})"
             for seq, blob, kv in self.conn.execute(q, (self.cid, *chunk)):
                 try:
-                    self._meta_cache[seq] = json.loads(self._sealer(kv).open(blob, self._aad(seq, "meta", kv)))
+                    self._meta_cache[seq] = json.loads(
+                        self._sealer(kv).open(blob, self._aad(seq, "meta", kv))
+                    )
                 except DecryptionError:
                     raise IntegrityError(
-                        f"{DB_FILE}: a payload of collection {self.name!r} does not authenticate; restore a snapshot"
+                        f"{DB_FILE}: a payload of collection {self.name!r} does not authenticate; "
+                        "restore a snapshot"
                     ) from None
         return {s: self._meta_cache[s] for s in seqs if s in self._meta_cache}
 
@@ -270,11 +326,14 @@ class CollectionEngine:
     def prepare_queries(self, codes: np.ndarray) -> np.ndarray:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[1] != self.bits // 8:
-            raise ShapeError(f"query codes must be packed uint8 of shape (n, {self.bits // 8}) for {self.bits} bits")
+            raise ShapeError(
+                f"query codes must be packed uint8 of shape (n, {self.bits // 8}) for {self.bits} bits"
+            )
         return self.salt.apply(codes) if self.salt is not None else codes
 
-    def search_codes(self, salted: np.ndarray, k: int, *, allowed: np.ndarray | None = None,
-                     modality: int | None = None) -> list[list[tuple[int, int, int]]]:
+    def search_codes(
+        self, salted: np.ndarray, k: int, *, allowed: np.ndarray | None = None, modality: int | None = None
+    ) -> list[list[tuple[int, int, int]]]:
         """Per query: [(seq, distance, modality)] for the top ``k`` items."""
         n_codes = len(self.index)
         out: list[list[tuple[int, int, int]]] = []
@@ -312,15 +371,25 @@ class CollectionEngine:
         out = []
         for seq, d, m in results:
             meta = metas.get(seq, {})
-            out.append(Hit(id=self.id_of[seq], score=1.0 - d / bits, distance=d, modality=MODALITIES[m],
-                           labels=tuple(meta.get("labels", ())), attrs=dict(meta.get("attrs", {})),
-                           ref=meta.get("ref")))
+            out.append(
+                Hit(
+                    id=self.id_of[seq],
+                    score=1.0 - d / bits,
+                    distance=d,
+                    modality=MODALITIES[m],
+                    labels=tuple(meta.get("labels", ())),
+                    attrs=dict(meta.get("attrs", {})),
+                    ref=meta.get("ref"),
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ rotation
     def reseal(self, new_kv: int) -> None:
         """Re-encrypt every row under data key ``new_kv`` (one transaction)."""
-        cur = self.conn.execute("SELECT seq, id_hmac, rid, core, meta, kv FROM items WHERE cid=?", (self.cid,))
+        cur = self.conn.execute(
+            "SELECT seq, id_hmac, rid, core, meta, kv FROM items WHERE cid=?", (self.cid,)
+        )
         updates = []
         for seq, hm, rid, core, meta, kv in cur.fetchall():
             s_old, s_new = self._sealer(kv), self._sealer(new_kv)
@@ -331,11 +400,21 @@ class CollectionEngine:
                 ncore = s_new.seal(body, self._aad(seq, "core", new_kv))
             else:
                 ncore = body + keyed_hmac(self._tag_key(new_kv), self._aad(seq, "core", new_kv) + body)[:_TAG]
-            updates.append((s_new.seal(raw_rid, self._aad(seq, "rid", new_kv) + bytes(hm)), ncore,
-                            s_new.seal(raw_meta, self._aad(seq, "meta", new_kv)), new_kv, self.cid, seq))
+            updates.append(
+                (
+                    s_new.seal(raw_rid, self._aad(seq, "rid", new_kv) + bytes(hm)),
+                    ncore,
+                    s_new.seal(raw_meta, self._aad(seq, "meta", new_kv)),
+                    new_kv,
+                    self.cid,
+                    seq,
+                )
+            )
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany("UPDATE items SET rid=?, core=?, meta=?, kv=? WHERE cid=? AND seq=?", updates)
+            self.conn.executemany(
+                "UPDATE items SET rid=?, core=?, meta=?, kv=? WHERE cid=? AND seq=?", updates
+            )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -346,5 +425,3 @@ def _id_bytes(item_id: Any) -> bytes:
     if isinstance(item_id, bool) or not isinstance(item_id, str | int):
         raise ShapeError("item ids must be strings or integers")
     return json.dumps(item_id).encode()
-
-

@@ -45,8 +45,16 @@ _SNAP_MAGIC = b"SCMRSNAP1\n"
 class Store(AccessMixin, MonitorMixin):
     """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``)."""
 
-    def __init__(self, path: Path, ring: Keyring, provider: KeyProvider, conn: sqlite3.Connection,
-                 lock: WriterLock | None, clock: Callable[[], float], backend: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ring: Keyring,
+        provider: KeyProvider,
+        conn: sqlite3.Connection,
+        lock: WriterLock | None,
+        clock: Callable[[], float],
+        backend: str,
+    ) -> None:
         self.path = path
         self._ring = ring
         self._provider = provider
@@ -58,8 +66,13 @@ class Store(AccessMixin, MonitorMixin):
         self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
         self._access = AccessControl(path / "access", hkdf(ring.secret, "securecmr/access"), clock=clock)
-        self._monitor = open_store_monitor(path / "monitor", hkdf(ring.secret, "securecmr/monitor"),
-                                           store_id=ring.store_id, clock=clock, audit=self._access.audit)
+        self._monitor = open_store_monitor(
+            path / "monitor",
+            hkdf(ring.secret, "securecmr/monitor"),
+            store_id=ring.store_id,
+            clock=clock,
+            audit=self._access.audit,
+        )
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, collections={len(self.collections())})"
@@ -80,9 +93,15 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, path: str | os.PathLike[str], passphrase: str | None = None, *,
-               key_provider: KeyProvider | None = None, clock: Callable[[], float] | None = None,
-               backend: str = "faiss") -> Store:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+        clock: Callable[[], float] | None = None,
+        backend: str = "faiss",
+    ) -> Store:
         """Create a new store in ``path`` (an empty or missing directory)."""
         provider = provider_for(passphrase, key_provider)
         root = Path(path)
@@ -100,9 +119,17 @@ class Store(AccessMixin, MonitorMixin):
         return cls(root, ring, provider, conn, lock, clock or time.time, backend)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], passphrase: str | None = None, *,
-             key_provider: KeyProvider | None = None, clock: Callable[[], float] | None = None,
-             readonly: bool = False, timeout: float = 0.0, backend: str = "faiss") -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+        clock: Callable[[], float] | None = None,
+        readonly: bool = False,
+        timeout: float = 0.0,
+        backend: str = "faiss",
+    ) -> Store:
         """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
         StoreLockedError (or waits up to ``timeout`` seconds)."""
         provider = provider_for(passphrase, key_provider)
@@ -154,8 +181,15 @@ class Store(AccessMixin, MonitorMixin):
     def collections(self) -> list[str]:
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
-    def create_collection(self, name: str, bits: int = 64, protection: str = "salted+encrypted",
-                          hasher: Any = None, ttl_hours: float | None = None, policy: str | None = None) -> Collection:
+    def create_collection(
+        self,
+        name: str,
+        bits: int = 64,
+        protection: str = "salted+encrypted",
+        hasher: Any = None,
+        ttl_hours: float | None = None,
+        policy: str | None = None,
+    ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
         without one the data-independent zero-shot hasher is used."""
         self._check_writable()
@@ -168,7 +202,9 @@ class Store(AccessMixin, MonitorMixin):
         if ttl_hours is not None and float(ttl_hours) <= 0:
             raise ConfigurationError("ttl_hours must be positive (or None for no expiry)")
         if hasher is not None and int(hasher.bits) != bits:
-            raise ConfigurationError(f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits")
+            raise ConfigurationError(
+                f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits"
+            )
         if name in self.collections():
             raise CollectionExistsError(f"a collection named {name!r} already exists")
         if policy is not None:
@@ -176,9 +212,15 @@ class Store(AccessMixin, MonitorMixin):
 
             compile_policy(str(policy))
         cid = uuid.uuid4().hex
-        config = {"name": name, "bits": bits, "protection": protection, "ttl_hours": ttl_hours,
-                  "policy": None if policy is None else str(policy), "created": self._now(),
-                  "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode()}
+        config = {
+            "name": name,
+            "bits": bits,
+            "protection": protection,
+            "ttl_hours": ttl_hours,
+            "policy": None if policy is None else str(policy),
+            "created": self._now(),
+            "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
+        }
         self._ring.add_collection(cid)
         self._ring.save(self.path, self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
@@ -202,8 +244,9 @@ class Store(AccessMixin, MonitorMixin):
         try:
             config = json.loads(self._config_sealer.open(blob, self._config_aad(cid)))
         except Exception:
-            raise IntegrityError(f"{DB_FILE}: the configuration of collection {name!r} does not authenticate") \
-                from None
+            raise IntegrityError(
+                f"{DB_FILE}: the configuration of collection {name!r} does not authenticate"
+            ) from None
         if config.get("name") != name:
             raise IntegrityError(f"{DB_FILE}: collection rows were swapped")
         keys = self._ring.collections.get(cid)
@@ -229,7 +272,9 @@ class Store(AccessMixin, MonitorMixin):
         for (name,) in self._conn.execute("SELECT name FROM collections WHERE 1").fetchall():
             row = self._conn.execute(
                 "SELECT 1 FROM items i JOIN collections c ON i.cid=c.cid WHERE c.name=? AND i.hold=0 "
-                "AND i.expires IS NOT NULL AND i.expires <= ? LIMIT 1", (name, now)).fetchone()
+                "AND i.expires IS NOT NULL AND i.expires <= ? LIMIT 1",
+                (name, now),
+            ).fetchone()
             if row is not None:
                 total += self._purge_collection(self.collection(name)._engine, now)
         self._audit_op("purge", detail={"count": total})
@@ -240,16 +285,23 @@ class Store(AccessMixin, MonitorMixin):
         receipt listing the id HMACs erased since the last compaction."""
         self._check_writable()
         rows = self._conn.execute(
-            "SELECT c.name, e.id_hmac, e.at, e.by FROM erased e LEFT JOIN collections c ON e.cid=c.cid").fetchall()
+            "SELECT c.name, e.id_hmac, e.at, e.by FROM erased e LEFT JOIN collections c ON e.cid=c.cid"
+        ).fetchall()
         erased: dict[str, list[str]] = {}
         for name, hm, _at, _by in rows:
             erased.setdefault(str(name), []).append(bytes(hm).hex())
         self._conn.execute("DELETE FROM erased")
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        receipt = {"format": 1, "store_id": self.store_id, "erased": erased,
-                   "count": sum(len(v) for v in erased.values()), "at": self._now(), "by": by,
-                   "files": sorted(p.name for p in self.path.iterdir() if p.is_file())}
+        receipt = {
+            "format": 1,
+            "store_id": self.store_id,
+            "erased": erased,
+            "count": sum(len(v) for v in erased.values()),
+            "at": self._now(),
+            "by": by,
+            "files": sorted(p.name for p in self.path.iterdir() if p.is_file()),
+        }
         receipt["signature"] = self._sign(receipt)
         self._audit_op("compact", detail={"count": receipt["count"]})
         return receipt
@@ -263,8 +315,13 @@ class Store(AccessMixin, MonitorMixin):
         return hmac.compare_digest(str(receipt.get("signature", "")), self._sign(receipt))
 
     # ------------------------------------------------------------------ keys
-    def rotate_keys(self, new_passphrase: str | None = None, *, new_key_provider: KeyProvider | None = None,
-                    reencrypt: bool = False) -> None:
+    def rotate_keys(
+        self,
+        new_passphrase: str | None = None,
+        *,
+        new_key_provider: KeyProvider | None = None,
+        reencrypt: bool = False,
+    ) -> None:
         """Re-wrap every data key under a new master key and passphrase (old one stops working);
         ``reencrypt=True`` also re-encrypts every row under new data keys. Crash-safe: the keyring
         is replaced atomically and old data keys are dropped only after all rows moved."""
@@ -302,15 +359,22 @@ class Store(AccessMixin, MonitorMixin):
             tmpdb.unlink()
         ring = (self.path / KEYRING_FILE).read_bytes()
         sealed = Sealer(hkdf(self._ring.secret, "securecmr/snapshot")).seal(
-            db, f"securecmr/snapshot|{self.store_id}".encode())
+            db, f"securecmr/snapshot|{self.store_id}".encode()
+        )
         header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
         atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
         self._audit_op("export.snapshot")
 
     @classmethod
-    def import_snapshot(cls, snapshot: str | os.PathLike[str], path: str | os.PathLike[str],
-                        passphrase: str | None = None, *, key_provider: KeyProvider | None = None,
-                        clock: Callable[[], float] | None = None) -> Store:
+    def import_snapshot(
+        cls,
+        snapshot: str | os.PathLike[str],
+        path: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> Store:
         """Restore a snapshot into a new store directory ``path`` and open it."""
         provider = provider_for(passphrase, key_provider)
         data = Path(snapshot).read_bytes()
@@ -329,7 +393,8 @@ class Store(AccessMixin, MonitorMixin):
         ring = Keyring.load(root, provider)
         try:
             db = Sealer(hkdf(ring.secret, "securecmr/snapshot")).open(
-                sealed, f"securecmr/snapshot|{ring.store_id}".encode())
+                sealed, f"securecmr/snapshot|{ring.store_id}".encode()
+            )
         except Exception:
             (root / KEYRING_FILE).unlink()
             raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
