@@ -41,7 +41,7 @@ class DCollection:
         self.policy = compile_policy(policy) if policy is not None else None
         self.items: dict[str, DItem] = {}
 
-    def add(self, items: list[DItem]) -> None:
+    def add(self, items: list[DItem], **_: Any) -> None:
         for it in items:
             self.items[it.id] = it
 
@@ -50,7 +50,7 @@ class DCollection:
             raise ItemNotFoundError("no such item")
         return self.items[item_id]
 
-    def delete(self, ids: list[str]) -> None:
+    def delete(self, ids: list[str], **_: Any) -> None:
         for i in ids:
             self.get(i)
         for i in ids:

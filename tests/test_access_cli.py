@@ -39,12 +39,12 @@ def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Comp
 @pytest.mark.skipif(not hasattr(securecmr, "Store"), reason="securecmr.Store is not available yet")
 def test_users_and_audit_cli(tmp_path: Path) -> None:
     path = tmp_path / "store"
-    securecmr.Store.create(path, passphrase=PASS).close()  # type: ignore[attr-defined]
+    securecmr.Store.create(path, passphrase=PASS).close()
     out = _cli("users", "add", str(path), "ana", "--role", "reader", "--attr", "departments=neuro")
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     assert token.startswith("scmr1.")
-    with securecmr.Store.open(path, passphrase=PASS) as store:  # type: ignore[attr-defined]
+    with securecmr.Store.open(path, passphrase=PASS) as store:
         assert store.session(token).user == "ana"
     assert _cli("users", "revoke", str(path), "ana").returncode == 0
     ok = _cli("audit", "verify", str(path), "--json")

@@ -44,7 +44,7 @@ def _code(rng: np.random.Generator) -> np.ndarray:
 def _items(n: int, seed: int = 0, real: bool = HAVE_STORE) -> list[Any]:
     rng = np.random.default_rng(seed)
     depts = ["neuro", "onco", "cardio"]
-    make = securecmr.Item if real else DItem  # type: ignore[attr-defined]
+    make = securecmr.Item if real else DItem
     return [
         make(
             f"study-{i}",
@@ -63,7 +63,7 @@ def _open(kind: str, path: Path, clock: Clock | None = None) -> Any:
     if kind == "real":
         if not HAVE_STORE:
             pytest.skip("securecmr.Store is not available yet")
-        return securecmr.Store.create(path, passphrase=PASS, clock=clock)  # type: ignore[attr-defined]
+        return securecmr.Store.create(path, passphrase=PASS, clock=clock)
     return DStore(path, clock=clock)
 
 

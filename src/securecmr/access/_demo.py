@@ -37,7 +37,7 @@ def run_access_demo(
     if item_factory is None:
         import securecmr
 
-        item_factory = securecmr.Item  # type: ignore[attr-defined]
+        item_factory = securecmr.Item
     admin = store.session(store.create_user("demo-admin", role="admin"))
     coll = admin.create_collection("access-demo", bits=bits, policy="item.department in user.departments")
     items = [

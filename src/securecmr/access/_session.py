@@ -43,11 +43,11 @@ class _Collection(Protocol):
 
     name: str
 
-    def add(self, items: Any) -> Any: ...
+    def add(self, items: Any, **kwargs: Any) -> Any: ...
 
     def search(self, **kwargs: Any) -> list[Any]: ...
 
-    def delete(self, ids: Any) -> Any: ...
+    def delete(self, ids: Any, **kwargs: Any) -> Any: ...
 
 
 def _and(a: Policy | None, b: Policy | None) -> Policy | None:
@@ -213,7 +213,7 @@ class GuardedCollection:
         items = list(items) if not isinstance(items, list) else items
         ids = [getattr(it, "id", None) for it in items]
         try:
-            out = self._inner.add(items)
+            out = self._inner.add(items, context=user.name)
         except SecureCMRError as exc:
             self._audit(user, "add", result_ids=ids, outcome="denied", reason=type(exc).__name__)
             raise
@@ -230,7 +230,7 @@ class GuardedCollection:
         try:
             if policy is not None:
                 self._check_visible(policy, user, ids)
-            out = self._inner.delete(ids)
+            out = self._inner.delete(ids, by=user.name, context=user.name)
         except ItemNotFoundError:
             self._audit(user, "delete", result_ids=ids, outcome="denied", reason="no such item")
             raise ItemNotFoundError(
@@ -266,7 +266,7 @@ class GuardedCollection:
             if monitor is not None:  # the query guard may throttle, block or lower k
                 k = int(monitor.before_search(user.name, k))
             if policy is None:
-                hits = list(self._inner.search(k=k, **kwargs))
+                hits = list(self._inner.search(k=k, context=user.name, **kwargs))
             else:
                 hits = self._filtered_search(policy, user, k, kwargs)
         except SecureCMRError as exc:
@@ -301,7 +301,9 @@ class GuardedCollection:
             mask = policy.mask(table, ctx)
             return list(allowed_search(np.flatnonzero(mask), k=k, **kwargs))
         return _overfetch(
-            lambda n: self._inner.search(k=n, **kwargs), lambda h: policy.allows(h.attrs, ctx), k
+            lambda n: self._inner.search(k=n, context=user.name, **kwargs),
+            lambda h: policy.allows(h.attrs, ctx),
+            k,
         )
 
 

@@ -22,7 +22,7 @@ def open_store(path: Path) -> Any:
     passphrase = os.environ.get("SECURECMR_PASSPHRASE")
     if not passphrase:
         passphrase = typer.prompt("store passphrase", hide_input=True)
-    return securecmr.Store.open(path, passphrase=passphrase)  # type: ignore[attr-defined]
+    return securecmr.Store.open(path, passphrase=passphrase)
 
 
 def _parse_attrs(pairs: list[str]) -> dict[str, Any]:
