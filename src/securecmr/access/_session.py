@@ -207,13 +207,14 @@ class GuardedCollection:
         return base.merge(role.privacy)
 
     # ------------------------------------------------------------------ calls
-    def add(self, items: Any) -> Any:
+    def add(self, items: Any, **kwargs: Any) -> Any:
+        """Add items (needs ``add``); ``kwargs`` go to the store (e.g. ``store_content``)."""
         user = self._session._fresh_user()
         self._control.require(user, Permission.ADD, action="add", collection=self.name)
         items = list(items) if not isinstance(items, list) else items
         ids = [getattr(it, "id", None) for it in items]
         try:
-            out = self._inner.add(items, context=user.name)
+            out = self._inner.add(items, context=user.name, **kwargs)
         except SecureCMRError as exc:
             self._audit(user, "add", result_ids=ids, outcome="denied", reason=type(exc).__name__)
             raise

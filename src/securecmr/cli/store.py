@@ -31,6 +31,12 @@ def _open(path: Path) -> Any:
     return securecmr.Store.open(path, passphrase=_passphrase())
 
 
+def _session_collection(store: Any, name: str) -> Any:
+    """The collection as seen by the SECURECMR_TOKEN user (checked and audited), or None without a token."""
+    token = os.environ.get("SECURECMR_TOKEN")
+    return store.session(token).collection(name) if token else None
+
+
 def read_manifest(path: Path) -> list[Any]:
     """Parse a JSONL manifest into Items; any bad line raises ManifestError naming its line
     (nothing is ingested: the batch is all-or-nothing)."""
@@ -116,7 +122,9 @@ def register(app: typer.Typer) -> None:
 
         items = read_manifest(manifest)
         with _open(store) as s:
-            coll = s.collection(name)
+            # with SECURECMR_TOKEN the insert is checked and audited as that user (access)
+            guarded = _session_collection(s, name)
+            coll = guarded._inner if guarded is not None else s.collection(name)
             # encode first (long), then insert everything in one transaction (all-or-nothing)
             from ..store._types import Item
 
@@ -141,7 +149,7 @@ def register(app: typer.Typer) -> None:
                             text=it.text if store_content else None,
                         )
                     )
-            n = coll.add(encoded, store_content=store_content)
+            n = (guarded or coll).add(encoded, store_content=store_content)
         typer.echo(f"ingested {n} items into {name}")
 
     @app.command("search")
@@ -156,7 +164,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Search a collection by text, image or video."""
         with _open(store) as s:
-            hits = s.collection(name).search(
+            hits = (_session_collection(s, name) or s.collection(name)).search(
                 text=text,
                 image=None if image is None else str(image),
                 video=None if video is None else str(video),
