@@ -109,6 +109,14 @@ def _store_search(
                 for n, v in zip(names, img_vecs, strict=True)
             ]
             info = {"collection": "photos", "bits": col.bits, "protection": col.protection, "items": len(col)}
+            # access control: two users, same query, different results; an auditor verifies the log
+            from ..access import run_access_demo
+
+            access = run_access_demo(
+                store, None, query_vecs[0], k=k, bits=128, vectors=dict(zip(names, img_vecs, strict=True)),
+                modality="image", query_modality="text",
+            )
+            info["access"] = {**access, "query": QUERIES[0]}
         finally:
             store.close()
     return {**info, "text_to_image": t2i, "image_to_text": i2t}
@@ -156,6 +164,18 @@ def _print(console: Any, result: dict[str, Any], k: int) -> None:
     for row in p["image_to_text"]:
         t.add_row(row["image"], *(f"{x['caption']} ({x['score']:.3f})" for x in row["results"]))
     console.print(t)
+    a = p.get("access")
+    if a:
+        console.print(
+            f"\nAccess control: policy item.department in user.departments; query {a['query']!r}:"
+        )
+        for user, info in a["users"].items():
+            shown = ", ".join(f"{x['id']} ({x['department']})" for x in info["results"])
+            console.print(f"  {user} ({', '.join(info['departments'])}) sees: {shown}")
+        console.print(
+            f"  auditor: audit log verified, {a['audit']['records']} hash-chained records, "
+            f"{a['audit']['checkpoints']} signed checkpoints"
+        )
 
 
 def demo_cmd(
