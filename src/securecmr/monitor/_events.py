@@ -192,4 +192,3 @@ class QueryLog:
         for evs in out.values():
             evs.sort(key=lambda e: e.time)
         return out
-
