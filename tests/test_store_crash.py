@@ -27,7 +27,7 @@ while True:
              for i in range(50)]
     coll.add(items)
     print(f"ACK {b}", flush=True)
-    if b % 3 == 2:
+    if b % 3 == 2 and b > start:
         coll.delete([f"b{b - 1}-{i}" for i in range(50)])
         print(f"DEL {b - 1}", flush=True)
     b += 1
@@ -47,9 +47,12 @@ def _run(tmp_path: Path, kills: int) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(path), str(nxt), PASS], stdout=subprocess.PIPE, text=True
         )
-        time.sleep(float(rng.uniform(1.2, 2.5)))
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # wait for the first acknowledgement, then kill at a random moment
+        time.sleep(float(rng.uniform(0.0, 0.6)))
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
+        out = first + out
         for line in out.splitlines():
             kind, num = line.split()
             (acked if kind == "ACK" else deleted).add(int(num))
@@ -61,7 +64,10 @@ def _run(tmp_path: Path, kills: int) -> None:
             batches[b] = batches.get(b, 0) + 1
         assert all(n == 50 for n in batches.values()), "a batch is half-visible"
         for b in acked - deleted:
-            assert batches.get(b) == 50, f"acknowledged batch {b} lost"
+            # the writer deletes batch b right after acknowledging b + 1 when (b + 1) % 3 == 2: a kill
+            # between that delete's commit and its acknowledgement may legitimately remove batch b
+            may_be_deleted = (b + 1) % 3 == 2 and (b + 1) in acked
+            assert batches.get(b) == 50 or (may_be_deleted and b not in batches), f"batch {b} lost"
         for b in deleted:
             assert b not in batches, f"acknowledged delete of batch {b} undone"
         nxt = max([*batches, *acked, nxt - 1]) + 2  # never reuse an id that may exist
