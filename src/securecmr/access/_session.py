@@ -298,9 +298,13 @@ class GuardedCollection:
         allowed_search = getattr(self._inner, "search_allowed", None)
         rows = getattr(self._inner, "attribute_rows", None)
         if callable(allowed_search) and callable(rows):
-            table, _row_ids = rows()
-            mask = policy.mask(table, ctx)
-            return list(allowed_search(np.flatnonzero(mask), k=k, **kwargs))
+            version = getattr(self._inner, "version", None)
+            if version is None:  # no version to key a cache by: evaluate afresh
+                table, _row_ids = rows()
+                allowed = np.flatnonzero(policy.mask(table, ctx))
+            else:
+                allowed = self._control.allowed_rows(version, policy, ctx, lambda: rows()[0])
+            return list(allowed_search(allowed, k=k, **kwargs))
         return _overfetch(
             lambda n: self._inner.search(k=n, context=user.name, **kwargs),
             lambda h: policy.allows(h.attrs, ctx),

@@ -42,6 +42,12 @@ class Collection:
         return self._engine.bits
 
     @property
+    def version(self) -> tuple[str, int] | None:
+        """Changes on every add and delete (record-level policy masks are cached by it)."""
+        v = getattr(self._engine, "version", None)
+        return None if v is None else (self._engine.cid, int(v))
+
+    @property
     def protection(self) -> str:
         return self._engine.protection
 
