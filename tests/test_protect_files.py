@@ -76,7 +76,8 @@ def test_flipped_bytes_never_give_wrong_results(tmp_path: Path) -> None:
         good = [[h.id for h in store.collection("c").search(code=q, k=5)] for q in queries]
     src = tmp_path / "store"
     rng = np.random.default_rng(0)
-    for name in ("keyring.json", "store.db"):
+    seg = next((src / "index").glob("*.seg")).relative_to(src)
+    for name in ("keyring.json", "store.db", str(seg)):
         size = (src / name).stat().st_size
         for trial in range(6):
             work = tmp_path / f"w-{name}-{trial}"
@@ -110,3 +111,20 @@ def test_rotation_interrupted_loses_nothing(tmp_path: Path) -> None:
         store.rotate_keys("newer", reencrypt=True)  # the resumed rotation completes
     with securecmr.Store.open(tmp_path / "store", passphrase="newer") as store:
         assert store.collection("c").search(code=data[3].codes["image"], k=1)[0].id == data[3].id  # type: ignore[index]
+
+
+def test_missing_or_stale_segment_is_rebuilt(tmp_path: Path) -> None:
+    data = items(30)
+    with new_store(tmp_path) as store:
+        store.create_collection("c").add(data[:20])
+    seg = next((tmp_path / "store" / "index").glob("*.seg"))
+    old = seg.read_bytes()
+    with securecmr.Store.open(tmp_path / "store", passphrase=PASS) as store:
+        store.collection("c").add(data[20:])
+    seg.write_bytes(old)  # a stale segment from an older generation
+    with securecmr.Store.open(tmp_path / "store", passphrase=PASS) as store:
+        assert len(store.collection("c")) == 30
+    seg.unlink()
+    with securecmr.Store.open(tmp_path / "store", passphrase=PASS) as store:
+        q = data[25].codes["image"]  # type: ignore[index]
+        assert store.collection("c").search(code=q, k=1)[0].id == data[25].id

@@ -23,6 +23,10 @@ class IndexBackend(Protocol):
 
     def remove(self, rows: np.ndarray) -> None: ...
 
+    def codes(self) -> np.ndarray:
+        """All stored codes in row order."""
+        ...
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances int32 (nq, k), rows int64 (nq, k)); missing slots have row -1."""
         ...

@@ -28,6 +28,9 @@ class BruteForceIndex:
     def remove(self, rows: np.ndarray) -> None:
         self._codes = np.delete(self._codes, rows, axis=0)
 
+    def codes(self) -> np.ndarray:
+        return self._codes
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self)
         nq = queries.shape[0]

@@ -32,6 +32,10 @@ class FaissBinaryIndex:
         if len(rows):
             self._index.remove_ids(self._faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
 
+    def codes(self) -> np.ndarray:
+        n = len(self)
+        return self._faiss.vector_to_array(self._index.xb).reshape(n, self.bits // 8)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         dist, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.uint8), k)
         return sort_results(dist.astype(np.int32, copy=False), rows.astype(np.int64, copy=False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,10 @@ from ..errors import (
     ItemNotFoundError,
     LegalHoldError,
     ShapeError,
+    StoreError,
 )
 from ..index import make_index
+from ..protect._atomic import read_checked, write_checked
 from ..protect._crypto import Sealer, hkdf, keyed_hmac
 from ..protect._keyring import CollectionKeys
 from ..protect._salt import Salt
@@ -45,7 +48,9 @@ class CollectionEngine:
         keys: CollectionKeys,
         *,
         backend: str = "faiss",
+        directory: Path | None = None,
     ) -> None:
+        self.directory = directory
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
         self.protection = str(config["protection"])
@@ -59,7 +64,10 @@ class CollectionEngine:
         self.id_of: dict[int, Any] = {}
         self.seq_of: dict[bytes, int] = {}
         self.max_codes = 1
+        self.version = 0  # bumped on every add/delete: access caches policy masks by it
         self._meta_cache: dict[int, dict[str, Any]] = {}
+        self.gen = 0
+        self.segment_gen = -1
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
         self._tags: dict[tuple[int, bytes], bytes] = {}
         self._load()
@@ -125,7 +133,90 @@ class CollectionEngine:
         return body
 
     # ------------------------------------------------------------------ load
+    # ------------------------------------------------------------------ segment cache
+    def _segment_path(self) -> Path:
+        if self.directory is None:
+            raise StoreError("this engine has no directory for index segments")
+        return self.directory / "index" / f"{self.cid}.seg"
+
+    def _segment_aad(self, gen: int, kv: int) -> bytes:
+        return f"securecmr/segment|{self.store_id}|{self.cid}|{gen}|{kv}".encode()
+
+    def save_segment(self) -> None:
+        """Write the sealed index segment (codes, ids, HMACs) for the current generation."""
+        if self.segment_gen == self.gen or self.directory is None:
+            return
+        seqs = np.asarray(sorted(self.id_of), dtype=np.int64)
+        inv = {q: h for h, q in self.seq_of.items()}
+        header = json.dumps(
+            {
+                "gen": self.gen,
+                "n": int(seqs.size),
+                "m": int(self.code_seq.size),
+                "max_codes": self.max_codes,
+                "ids": [self.id_of[int(q)] for q in seqs],
+            }
+        ).encode()
+        body = b"".join(
+            [
+                len(header).to_bytes(8, "big"),
+                header,
+                seqs.tobytes(),
+                b"".join(inv[int(q)] for q in seqs),
+                self.code_seq.tobytes(),
+                self.code_mod.tobytes(),
+                np.ascontiguousarray(self.index.codes()).tobytes(),
+            ]
+        )
+        kv = self.keys.current
+        sealed = kv.to_bytes(4, "big") + Sealer(hkdf(self.keys.data[kv], "securecmr/segment")).seal(
+            body, self._segment_aad(self.gen, kv)
+        )
+        self._segment_path().parent.mkdir(exist_ok=True)
+        write_checked(self._segment_path(), sealed)
+        self.segment_gen = self.gen
+
+    def _load_segment(self) -> bool:
+        if self.directory is None:
+            return False
+        path = self._segment_path()
+        if not path.exists():
+            return False
+        try:
+            data = read_checked(path)
+            kv = int.from_bytes(data[:4], "big")
+            key = self.keys.data.get(kv)
+            if key is None:
+                return False
+            body = Sealer(hkdf(key, "securecmr/segment")).open(data[4:], self._segment_aad(self.gen, kv))
+        except (IntegrityError, DecryptionError):
+            return False  # stale, tampered or from another generation: rebuild from the durable record
+        hl = int.from_bytes(body[:8], "big")
+        header = json.loads(body[8 : 8 + hl])
+        n, m, nb = int(header["n"]), int(header["m"]), self.bits // 8
+        off = 8 + hl
+        seqs = np.frombuffer(body, np.int64, n, off)
+        off += 8 * n
+        hm = body[off : off + 32 * n]
+        off += 32 * n
+        self.code_seq = np.frombuffer(body, np.int64, m, off).copy()
+        off += 8 * m
+        self.code_mod = np.frombuffer(body, np.int8, m, off).copy()
+        off += m
+        codes = np.frombuffer(body, np.uint8, m * nb, off).reshape(m, nb)
+        self.id_of = dict(zip(seqs.tolist(), header["ids"], strict=True))
+        self.seq_of = {hm[i * 32 : (i + 1) * 32]: int(seqs[i]) for i in range(n)}
+        self.max_codes = int(header["max_codes"])
+        if m:
+            self.index.add(codes)
+        self.segment_gen = self.gen
+        return True
+
     def _load(self) -> None:
+        (self.gen,) = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        self.segment_gen = -1
+        if self._load_segment():
+            return
         nb = self.bits // 8
         seqs: list[int] = []
         mods: list[int] = []
@@ -224,7 +315,9 @@ class CollectionEngine:
                     for r, s in zip(rows, sealed, strict=True)
                 ],
             )
-            self.conn.execute("UPDATE collections SET next_seq=? WHERE cid=?", (start + len(rows), self.cid))
+            self.conn.execute(
+                "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + len(rows), self.cid)
+            )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -236,6 +329,7 @@ class CollectionEngine:
         self.index.add(np.asarray(new_codes, dtype=np.uint8).reshape(-1, nb))
         self.code_seq = np.concatenate([self.code_seq, np.asarray(new_seq, dtype=np.int64)])
         self.code_mod = np.concatenate([self.code_mod, np.asarray(new_mod, dtype=np.int8)])
+        self.version += 1
         return len(rows)
 
     def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
@@ -251,6 +345,7 @@ class CollectionEngine:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany("DELETE FROM items WHERE cid=? AND seq=?", [(self.cid, s) for s in seqs])
+            self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
             self.conn.executemany(
                 "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
                 [(self.cid, inv[s], now, by) for s in seqs],
@@ -267,6 +362,7 @@ class CollectionEngine:
             del self.seq_of[inv[s]]
             self.id_of.pop(s, None)
             self._meta_cache.pop(s, None)
+        self.version += 1
         return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
@@ -387,6 +483,7 @@ class CollectionEngine:
     # ------------------------------------------------------------------ rotation
     def reseal(self, new_kv: int) -> None:
         """Re-encrypt every row under data key ``new_kv`` (one transaction)."""
+        self.segment_gen = -1
         cur = self.conn.execute(
             "SELECT seq, id_hmac, rid, core, meta, kv FROM items WHERE cid=?", (self.cid,)
         )

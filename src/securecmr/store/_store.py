@@ -158,11 +158,19 @@ class Store(AccessMixin, MonitorMixin):
             return
         self._closed = True
         try:
+            if self._lock is not None:
+                self._save_segments()
             self._access.close()
         finally:
             self._conn.close()
             if self._lock is not None:
                 self._lock.release()
+
+    def _save_segments(self) -> None:
+        """Write the sealed index segments of changed collections (a cache: the SQLite rows are the
+        durable record, and a missing, stale or damaged segment is rebuilt from them on open)."""
+        for coll in self._collections.values():
+            coll._engine.save_segment()
 
     def _check_writable(self) -> None:
         if self._closed:
@@ -224,7 +232,7 @@ class Store(AccessMixin, MonitorMixin):
         self._ring.add_collection(cid)
         self._ring.save(self.path, self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
-        self._conn.execute("INSERT INTO collections VALUES (?,?,?,1)", (cid, name, blob))
+        self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
         return self.collection(name)
 
     def _config_aad(self, cid: str) -> bytes:
@@ -252,7 +260,9 @@ class Store(AccessMixin, MonitorMixin):
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
-        engine = CollectionEngine(self._conn, self.store_id, cid, name, config, keys, backend=self._backend)
+        engine = CollectionEngine(
+            self._conn, self.store_id, cid, name, config, keys, backend=self._backend, directory=self.path
+        )
         hz = config.get("hasher")
         hasher = hasher_from_bytes(base64.b64decode(hz)) if hz else default_hasher(int(config["bits"]))
         coll = Collection(self, engine, Encoders(hasher, engine.bits))
@@ -293,6 +303,7 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("DELETE FROM erased")
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._save_segments()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
