@@ -330,6 +330,7 @@ class CollectionEngine:
         self.code_seq = np.concatenate([self.code_seq, np.asarray(new_seq, dtype=np.int64)])
         self.code_mod = np.concatenate([self.code_mod, np.asarray(new_mod, dtype=np.int8)])
         self.version += 1
+        self.gen += 1
         return len(rows)
 
     def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
@@ -363,6 +364,7 @@ class CollectionEngine:
             self.id_of.pop(s, None)
             self._meta_cache.pop(s, None)
         self.version += 1
+        self.gen += 1
         return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
