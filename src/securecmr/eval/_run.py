@@ -1,0 +1,118 @@
+"""Running one hashing method on a dataset at several code lengths (what ``securecmr eval`` does)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from ._datasets import CrossModalData
+from ._metrics import (
+    float_mean_average_precision,
+    mean_average_precision,
+    precision_at_k,
+    precision_recall_curve,
+    recall_at_k,
+)
+
+__all__ = ["PROTOCOLS", "evaluate"]
+
+PROTOCOLS = ("out-of-sample", "learned-db")
+
+
+def _float_reference(data: CrossModalData) -> dict[str, float]:
+    """MAP of cosine ranking in the real-valued CCA space (the classic float baseline)."""
+    from ..hashing import create
+
+    db = data.db
+    rank = min(data.train.image.shape[1], data.train.text.shape[1], 128)
+    bits = max(8, (rank // 8) * 8)
+    cca = create("cca", bits=bits).fit(data.train.image, data.train.text)
+    qi, qt = cca.project_image(data.query.image), cca.project_text(data.query.text)
+    r = min(rank, qi.shape[1])
+    di, dt = cca.project_image(db.image), cca.project_text(db.text)
+    return {
+        "map_i2t": float_mean_average_precision(qi[:, :r], dt[:, :r], data.query.labels, db.labels),
+        "map_t2i": float_mean_average_precision(qt[:, :r], di[:, :r], data.query.labels, db.labels),
+    }
+
+
+def evaluate(
+    data: CrossModalData,
+    method: str,
+    bits_list: list[int],
+    *,
+    protocol: str = "out-of-sample",
+    params: dict[str, Any] | None = None,
+    curves: bool = False,
+) -> dict[str, Any]:
+    """Fit ``method`` on ``data.train`` at each length in ``bits_list`` and report MAP, precision@100,
+    paired recall@1/10 (query images vs their own captions) and the MAP of the same learned space
+    ranked by cosine (``float_map_*``), for ``protocol``:
+
+    * ``out-of-sample``: database codes come from the hash functions (deployment);
+    * ``learned-db``: database codes are the codes the method learned for its training pairs
+      (``train_codes_``); the hasher is fitted on the database rows, so when the database differs from
+      the training split (MedPix: train + dev) it is fitted on the whole database.
+    """
+    from ..hashing import create
+
+    if protocol not in PROTOCOLS:
+        raise ConfigurationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    params = dict(params or {})
+    train = data.train if protocol == "out-of-sample" else data.db
+    db, q = data.db, data.query
+    results = []
+    for bits in bits_list:
+        hasher = create(method, bits=bits, **params)
+        start = time.perf_counter()
+        if method == "zero-shot":
+            hasher.fit(train.image, train.text)
+        else:
+            hasher.fit(train.image, train.text, train.labels)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        qi, qt = hasher.encode_image(q.image), hasher.encode_text(q.text)
+        enc_s = (time.perf_counter() - start) / max(2 * len(q), 1)
+        if protocol == "learned-db":
+            if not hasattr(hasher, "train_codes_"):
+                raise ConfigurationError(
+                    f"method {method!r} learns no database codes; use --protocol out-of-sample"
+                )
+            d_img = d_txt = np.asarray(hasher.train_codes_)
+        else:
+            d_img, d_txt = hasher.encode_image(db.image), hasher.encode_text(db.text)
+        row: dict[str, Any] = {
+            "bits": bits,
+            "map_i2t": mean_average_precision(qi, d_txt, q.labels, db.labels),
+            "map_t2i": mean_average_precision(qt, d_img, q.labels, db.labels),
+            "p_at_100_i2t": precision_at_k(qi, d_txt, q.labels, db.labels, 100),
+            "p_at_100_t2i": precision_at_k(qt, d_img, q.labels, db.labels, 100),
+            "recall_at_1_i2t": recall_at_k(qi, qt, 1),
+            "recall_at_10_i2t": recall_at_k(qi, qt, 10),
+            "recall_at_10_t2i": recall_at_k(qt, qi, 10),
+            "fit_seconds": fit_s,
+            "encode_ms_per_item": enc_s * 1000,
+        }
+        fqi, fqt = hasher.project_image(q.image), hasher.project_text(q.text)
+        fdi, fdt = hasher.project_image(db.image), hasher.project_text(db.text)
+        row["float_map_i2t"] = float_mean_average_precision(fqi, fdt, q.labels, db.labels)
+        row["float_map_t2i"] = float_mean_average_precision(fqt, fdi, q.labels, db.labels)
+        if curves:
+            p1, r1 = precision_recall_curve(qi, d_txt, q.labels, db.labels)
+            p2, r2 = precision_recall_curve(qt, d_img, q.labels, db.labels)
+            row["pr_i2t"] = {"precision": p1.tolist(), "recall": r1.tolist()}
+            row["pr_t2i"] = {"precision": p2.tolist(), "recall": r2.tolist()}
+        results.append(row)
+    return {
+        "dataset": data.name,
+        "method": method,
+        "protocol": protocol,
+        "n_train": len(train),
+        "n_query": len(q),
+        "n_database": len(db),
+        "results": results,
+        "float_reference": _float_reference(data),
+    }

@@ -1,0 +1,206 @@
+"""Hash heads: the per-modality functions from features to real-valued code projections.
+
+A head maps (n, d) features to (n, bits) real values; the code bit is 1 where the value is > 0.
+
+* :class:`LinearHead` ``((f(x) - mean) @ W)`` runs in plain numpy (``f`` = identity or signed
+  square root, the Hellinger map for histograms).
+* :class:`KernelHead` ``act(rbf(f(x), anchors) @ W1 + b1) @ W2 + b2`` (RBF kernel features on anchor
+  points, then a linear classifier/regressor and a second linear map onto the code space) is kept as
+  an ONNX graph that this module writes with ``onnx.helper``; it runs through onnxruntime both after
+  ``fit`` and after ``load``, so saved and in-memory hashers give bit-identical codes and the runtime
+  never needs torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._lazy import require
+
+__all__ = ["Head", "KernelHead", "LinearHead", "signed_sqrt"]
+
+_OPSET = 17
+
+
+def signed_sqrt(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * sqrt(|x|)``: the Hellinger map for non-negative histograms."""
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+class Head:
+    """Common interface: ``in_dim``, ``out_dim`` and ``forward``."""
+
+    kind: str = "head"
+    in_dim: int
+    out_dim: int
+
+    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class LinearHead(Head):
+    """``(f(x) - mean) @ W``; ``f`` is identity or the signed square root."""
+
+    kind = "linear"
+
+    def __init__(self, mean: np.ndarray, weight: np.ndarray, *, sqrt: bool = False) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.weight = np.asarray(weight, dtype=np.float64)
+        self.sqrt = bool(sqrt)
+        self.in_dim = int(self.weight.shape[0])
+        self.out_dim = int(self.weight.shape[1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        z = signed_sqrt(x) if self.sqrt else x
+        return np.asarray((z - self.mean) @ self.weight)
+
+    def state(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind, "sqrt": self.sqrt}, {
+            f"{prefix}mean": self.mean,
+            f"{prefix}weight": self.weight,
+        }
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> LinearHead:
+        return cls(arrays[f"{prefix}mean"], arrays[f"{prefix}weight"], sqrt=bool(meta.get("sqrt", False)))
+
+
+class KernelHead(Head):
+    """RBF features on anchors, an optional linear layer + activation, then a linear map; as ONNX."""
+
+    kind = "onnx"
+
+    def __init__(self, model_bytes: bytes, in_dim: int, out_dim: int) -> None:
+        self.model_bytes = bytes(model_bytes)
+        self.in_dim = int(in_dim)
+        self.out_dim = int(out_dim)
+        self._session: Any = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        anchors: np.ndarray,
+        gamma: float,
+        w1: np.ndarray,
+        b1: np.ndarray,
+        activation: str,
+        w2: np.ndarray,
+        b2: np.ndarray,
+        sqrt: bool,
+        mean: np.ndarray | None = None,
+    ) -> KernelHead:
+        """Write the ONNX graph ``act(rbf(f(x)) @ w1 + b1) @ w2 + b2`` (``mean`` centres the rbf features
+        before ``w1``). ``activation`` is ``softmax``, ``sigmoid`` or ``none``. Needs the ``onnx`` package."""
+        onnx = require("onnx", extra="train")
+        helper, tp = onnx.helper, onnx.TensorProto
+        nph = require("onnx.numpy_helper", package="onnx", extra="train")
+        f32 = np.float32
+        anchors = np.asarray(anchors, dtype=f32)
+        inits = [
+            nph.from_array(np.ascontiguousarray(anchors.T), "anchors_t"),
+            nph.from_array((anchors.astype(np.float64) ** 2).sum(axis=1).astype(f32)[None, :], "anchor_sq"),
+            nph.from_array(np.array([-float(gamma)], dtype=f32), "neg_gamma"),
+            nph.from_array(np.array([-2.0], dtype=f32), "minus_two"),
+            nph.from_array(np.array([0.0], dtype=f32), "zero"),
+            nph.from_array(np.array([1], dtype=np.int64), "axis1"),
+            nph.from_array(np.asarray(w1, dtype=f32), "w1"),
+            nph.from_array(np.asarray(b1, dtype=f32).reshape(1, -1), "b1"),
+            nph.from_array(np.asarray(w2, dtype=f32), "w2"),
+            nph.from_array(np.asarray(b2, dtype=f32).reshape(1, -1), "b2"),
+        ]
+        nodes = []
+        src = "x"
+        if sqrt:
+            nodes += [
+                helper.make_node("Abs", ["x"], ["x_abs"]),
+                helper.make_node("Sqrt", ["x_abs"], ["x_sqrt"]),
+                helper.make_node("Sign", ["x"], ["x_sign"]),
+                helper.make_node("Mul", ["x_sign", "x_sqrt"], ["x_h"]),
+            ]
+            src = "x_h"
+        nodes += [
+            helper.make_node("Mul", [src, src], ["x_sq_el"]),
+            helper.make_node("ReduceSum", ["x_sq_el", "axis1"], ["x_sq"], keepdims=1),
+            helper.make_node("MatMul", [src, "anchors_t"], ["xa"]),
+            helper.make_node("Mul", ["xa", "minus_two"], ["xa2"]),
+            helper.make_node("Add", ["xa2", "x_sq"], ["d1"]),
+            helper.make_node("Add", ["d1", "anchor_sq"], ["d2"]),
+            helper.make_node("Max", ["d2", "zero"], ["dist"]),
+            helper.make_node("Mul", ["dist", "neg_gamma"], ["dg"]),
+            helper.make_node("Exp", ["dg"], ["k"]),
+        ]
+        ksrc = "k"
+        if mean is not None:
+            inits.append(nph.from_array(np.asarray(mean, dtype=f32).reshape(1, -1), "k_mean"))
+            nodes.append(helper.make_node("Sub", ["k", "k_mean"], ["k_c"]))
+            ksrc = "k_c"
+        nodes += [
+            helper.make_node("MatMul", [ksrc, "w1"], ["h0"]),
+            helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        ]
+        if activation == "softmax":
+            nodes.append(helper.make_node("Softmax", ["h1"], ["h"], axis=1))
+        elif activation == "sigmoid":
+            nodes.append(helper.make_node("Sigmoid", ["h1"], ["h"]))
+        elif activation == "none":
+            nodes.append(helper.make_node("Identity", ["h1"], ["h"]))
+        else:
+            raise ValueError(f"unknown activation {activation!r}")
+        nodes += [
+            helper.make_node("MatMul", ["h", "w2"], ["y0"]),
+            helper.make_node("Add", ["y0", "b2"], ["y"]),
+        ]
+        in_dim, out_dim = int(anchors.shape[1]), int(np.asarray(w2).shape[1])
+        graph = helper.make_graph(
+            nodes,
+            "securecmr_hash_head",
+            [helper.make_tensor_value_info("x", tp.FLOAT, ["n", in_dim])],
+            [helper.make_tensor_value_info("y", tp.FLOAT, ["n", out_dim])],
+            initializer=inits,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="securecmr.hashing"
+        )
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return cls(model.SerializeToString(), in_dim, out_dim)
+
+    def _sess(self) -> Any:
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = ort.InferenceSession(
+                self.model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        return self._session
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out = self._sess().run(["y"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float64)
+
+    def state(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind, "in_dim": self.in_dim, "out_dim": self.out_dim}, {
+            f"{prefix}onnx": np.frombuffer(self.model_bytes, dtype=np.uint8).copy()
+        }
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> KernelHead:
+        return cls(arrays[f"{prefix}onnx"].tobytes(), int(meta["in_dim"]), int(meta["out_dim"]))
+
+
+def head_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> Head:
+    if meta.get("kind") == LinearHead.kind:
+        return LinearHead.from_state(meta, arrays, prefix)
+    if meta.get("kind") == KernelHead.kind:
+        return KernelHead.from_state(meta, arrays, prefix)
+    raise KeyError(f"unknown head kind {meta.get('kind')!r}")

@@ -1,0 +1,98 @@
+"""``unsupervised``: pairs only, no labels.
+
+Cluster-then-hash with kernel CCA, in the spirit of deep unsupervised cross-modal hashing that builds
+semantic structure from both modalities (DJSRH, Su et al. ICCV 2019; JDSH, Liu et al. SIGIR 2020)
+and of pseudo-label / fused-similarity methods (FSH, Liu et al. CVPR 2017):
+
+1. RBF kernel features on anchors for each modality (signed square root first for histograms), then
+   regularised CCA between them: a common space where the pairs agree (approximate kernel CCA).
+2. k-means (``n_clusters``) on the fused, unit-normalised common-space embeddings of both members of
+   each pair: pseudo-classes from the joint structure.
+3. The two-step hasher of ``supervised`` trained on the pseudo-classes: Hadamard hash centres as
+   learned codes (``train_codes_``) and kernel logistic hash functions per modality.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from ._heads import signed_sqrt
+from ._linalg import cca, rbf_features, rbf_gamma
+from ._supervised import SupervisedHasher, _auto_sqrt
+
+__all__ = ["UnsupervisedHasher"]
+
+
+class UnsupervisedHasher(SupervisedHasher):
+    """Parameters: those of :class:`SupervisedHasher` plus ``n_clusters`` (``"auto"`` = ``min(bits - 1,
+    20)``), ``cca_dim`` (common-space width, default 32) and ``cca_reg``."""
+
+    method: ClassVar[str] = "unsupervised"
+    _param_names: ClassVar[tuple[str, ...]] = (
+        *SupervisedHasher._param_names,
+        "n_clusters",
+        "cca_dim",
+        "cca_reg",
+    )
+
+    def __init__(
+        self,
+        bits: int = 64,
+        *,
+        anchors: int = 1000,
+        reg: float | str = "auto",
+        sqrt: bool | str = "auto",
+        max_iter: int = 100,
+        pseudo_threshold: float = 0.6,
+        seed: int = 0,
+        n_clusters: int | str = "auto",
+        cca_dim: int = 32,
+        cca_reg: float = 1e-2,
+    ) -> None:
+        super().__init__(
+            bits,
+            anchors=anchors,
+            reg=reg,
+            sqrt=sqrt,
+            max_iter=max_iter,
+            pseudo_threshold=pseudo_threshold,
+            seed=seed,
+        )
+        self.n_clusters = n_clusters
+        self.cca_dim = cca_dim
+        self.cca_reg = cca_reg
+
+    def _embed(self, x: np.ndarray, sqrt: bool, rng: np.random.Generator) -> np.ndarray:
+        z = signed_sqrt(x) if sqrt else x
+        anchors = z[rng.choice(len(z), size=min(int(self.anchors), len(z)), replace=False)]
+        k = rbf_features(z, anchors, rbf_gamma(z, anchors))
+        return np.asarray(k - k.mean(axis=0))
+
+    def fit(self, image_features: Any, text_features: Any, labels: Any = None) -> UnsupervisedHasher:
+        """Fit on aligned pairs; ``labels`` are ignored."""
+        from sklearn.cluster import KMeans
+
+        x, t = self._check_pair(image_features, text_features, min_rows=3)
+        self._check_params()
+        k = min(int(self.bits) - 1, 20) if self.n_clusters == "auto" else self.n_clusters
+        if not isinstance(k, int) or k < 2:
+            raise ConfigurationError(f"n_clusters must be an integer >= 2 or 'auto', got {self.n_clusters!r}")
+        k = min(k, x.shape[0] - 1)
+        rng = np.random.default_rng(int(self.seed))
+        kx = self._embed(x, _auto_sqrt(self.sqrt, x), rng)
+        kt = self._embed(t, _auto_sqrt(self.sqrt, t), rng)
+        px, pt, _ = cca(kx, kt, int(self.cca_dim), float(self.cca_reg))
+        zx, zt = kx @ px, kt @ pt
+        zx /= np.linalg.norm(zx, axis=1, keepdims=True) + 1e-12
+        zt /= np.linalg.norm(zt, axis=1, keepdims=True) + 1e-12
+        fused = zx + zt
+        km = KMeans(n_clusters=k, n_init=4, random_state=int(self.seed)).fit(fused)
+        pseudo = np.zeros((x.shape[0], k))
+        pseudo[np.arange(x.shape[0]), km.labels_] = 1.0
+        pseudo = pseudo[:, pseudo.sum(axis=0) > 0]
+        self.cluster_labels_ = km.labels_
+        self._fit_labelled(x, t, pseudo)
+        return self
