@@ -146,7 +146,7 @@ class Store(AccessMixin, MonitorMixin):
                 raise IntegrityError(f"{DB_FILE}: belongs to another store than {KEYRING_FILE}")
             store = cls(root, ring, provider, conn, lock, clock or time.time, backend)
             if not readonly:
-                store.purge()
+                store._purge(on_open=True)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -275,7 +275,13 @@ class Store(AccessMixin, MonitorMixin):
         return engine.delete_seqs(seqs, now=now, by="ttl") if seqs else 0
 
     def purge(self) -> int:
-        """Delete every item past its collection's TTL and not under legal hold; returns the count."""
+        """Delete every item past its collection's TTL and not under legal hold; returns the count.
+
+        Every call is audited; the automatic purge when a store is opened is audited only when it
+        deleted something."""
+        return self._purge(on_open=False)
+
+    def _purge(self, *, on_open: bool) -> int:
         self._check_writable()
         now = self._now()
         total = 0
@@ -287,7 +293,8 @@ class Store(AccessMixin, MonitorMixin):
             ).fetchone()
             if row is not None:
                 total += self._purge_collection(self.collection(name)._engine, now)
-        self._audit_op("purge", detail={"count": total})
+        if total or not on_open:
+            self._audit_op("purge", detail={"count": total})
         return total
 
     def compact(self, *, by: str | None = None) -> dict[str, Any]:
