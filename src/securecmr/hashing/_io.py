@@ -1,6 +1,6 @@
 """Saving and loading hashers: one ``.npz`` file (``allow_pickle=False``) holding a JSON header with a
-format version and a SHA-256 checksum of every array, the heads (numpy weights for linear heads,
-serialised ONNX graphs for nonlinear ones) and any learned training codes."""
+format version and a SHA-256 checksum of the header and every array, the heads (numpy weights for
+linear heads, serialised ONNX graphs for nonlinear ones) and any learned training codes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ FORMAT = "securecmr.hasher"
 FORMAT_VERSION = 1
 
 
-def _digest(arrays: dict[str, np.ndarray]) -> str:
+def _digest(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> str:
+    """SHA-256 over the header (everything but the checksum itself) and every array."""
     h = hashlib.sha256()
+    body = {k: v for k, v in header.items() if k != "sha256"}
+    h.update(json.dumps(body, sort_keys=True).encode())
     for key in sorted(arrays):
         arr = np.ascontiguousarray(arrays[key])
         h.update(key.encode())
@@ -52,8 +55,8 @@ def save_hasher(hasher: Any, path: Path) -> Path:
         "text_dim": int(hasher.text_dim_),
         "heads": heads,
         "extra": hasher._extra_state() if hasattr(hasher, "_extra_state") else {},
-        "sha256": _digest(arrays),
     }
+    header["sha256"] = _digest(arrays, header)
     arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     path = Path(path)
     if path.suffix != ".npz":
@@ -97,7 +100,7 @@ def load(path: str | Path) -> Any:
             f"{path.name} was written by a newer securecmr (format version {version!r} > {FORMAT_VERSION}); "
             "upgrade securecmr to read it"
         )
-    if header.get("sha256") != _digest(arrays):
+    if header.get("sha256") != _digest(arrays, header):
         raise SerializationError(f"{path.name} failed its checksum: the file was altered or corrupted")
     try:
         cls = _registry.hasher_class(header["method"])
