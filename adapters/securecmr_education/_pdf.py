@@ -115,16 +115,18 @@ class PdfDocument:
         self.render_px = render_px
         self.figures = figures
         self.min_figure_px = min_figure_px
+        if not p.is_file():
+            raise PDFReadError(f"{self.name}: no such file")
         _warnings(mod)
         try:
             doc = mod.open(os.fspath(p), filetype="pdf")
-        except FileNotFoundError:
-            raise PDFReadError(f"{self.name}: no such file") from None
         except Exception as exc:  # pymupdf raises FileDataError, EmptyFileError, RuntimeError, ...
             kind = "empty file" if "empty" in str(exc).lower() else "not a readable PDF"
             raise PDFReadError(f"{self.name}: {kind}; check that it is a complete PDF file") from None
         self._doc = doc
         try:
+            if not getattr(doc, "is_pdf", True):
+                raise PDFReadError(f"{self.name}: not a PDF (its content is another format)")
             if doc.needs_pass:
                 if password is None:
                     raise EncryptedPDFError(f"{self.name} is encrypted; pass password= to index it")
