@@ -251,6 +251,8 @@ class QueryAnomalyDetector:
     def _forest_scores(self, Z: np.ndarray) -> np.ndarray:
         """Isolation-forest anomaly scores in (0, 1] (sklearn's ``-score_samples``)."""
         Zf = Z.astype(np.float32).astype(np.float64)  # sklearn trees compare float32 inputs
+        if Zf.shape[0] == 1:
+            return self._forest_score_one(Zf[0])
         T, N = self.tree_feature_.shape
         feat, thr = self.tree_feature_.ravel(), self.tree_threshold_.ravel()
         left, right = self.tree_left_.ravel(), self.tree_right_.ravel()
@@ -269,6 +271,56 @@ class QueryAnomalyDetector:
         depths = self.tree_leaf_.ravel()[node].sum(axis=1)
         return np.asarray(2.0 ** (-depths / self.forest_norm_), dtype=np.float64)
 
+    def _flat_forest(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every node of every tree in one flat array (built once from the fitted arrays, cached).
+
+        (feature, threshold, left child, right child, leaf depth) per flat node ``tree * N + node``;
+        a leaf points to itself on both sides, so walking ``tree_depth_`` steps from each root ends
+        on the leaf whatever the tree's depth.
+        """
+        cached = getattr(self, "_flat_cache", None)
+        if cached is not None and cached[0] is self.tree_feature_:
+            return cached[1]
+        T, N = self.tree_feature_.shape
+        base = (np.arange(T, dtype=np.int64) * N)[:, None]
+        own = base + np.arange(N, dtype=np.int64)[None, :]
+        split = self.tree_feature_ >= 0
+        feat = np.where(split, self.tree_feature_, 0).astype(np.int64).ravel()
+        left = np.where(split, base + self.tree_left_, own).ravel()
+        right = np.where(split, base + self.tree_right_, own).ravel()
+        flat = (feat, self.tree_threshold_.ravel(), left, right, self.tree_leaf_.ravel())
+        self._flat_cache = (self.tree_feature_, flat)
+        return flat
+
+    def _forest_score_one(self, z: np.ndarray) -> np.ndarray:
+        """:meth:`_forest_scores` for one row: each node's branch is decided at once, then the
+        walk from the roots is ``tree_depth_`` gathers (the guard scores one window at a time)."""
+        feat, thr, left, right, leaf = self._flat_forest()
+        child = np.where(z[feat] <= thr, left, right)
+        T, N = self.tree_feature_.shape
+        node = np.arange(T, dtype=np.int64) * N
+        for _ in range(self.tree_depth_):
+            node = child[node]
+        depth = float(leaf[node].sum())
+        return np.array([2.0 ** (-depth / self.forest_norm_)], dtype=np.float64)
+
+    def _rule_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(feature columns, medians, signs, spans) of the rules, built once from the fitted dicts."""
+        cached = getattr(self, "_rule_cache", None)
+        if cached is not None and cached[0] is self.rule_thresholds_:
+            return cached[1]
+        cols, meds, signs, spans = [], [], [], []
+        for name, (direction, _r, _f) in _RULES.items():
+            med, thr = self.rule_medians_[name], self.rule_thresholds_[name]
+            high = direction == "high"
+            cols.append(FEATURE_NAMES.index(name))
+            meds.append(med)
+            signs.append(1.0 if high else -1.0)
+            spans.append(max((thr - med) if high else (med - thr), 1e-9))
+        arrays = (np.array(cols), np.array(meds), np.array(signs), np.array(spans))
+        self._rule_cache = (self.rule_thresholds_, arrays)
+        return arrays
+
     def _as_matrix(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
@@ -278,14 +330,8 @@ class QueryAnomalyDetector:
         return X
 
     def _rule_ratios(self, X: np.ndarray) -> np.ndarray:
-        out = np.zeros((X.shape[0], len(_RULES)))
-        for j, (name, (direction, _r, _f)) in enumerate(_RULES.items()):
-            col = X[:, FEATURE_NAMES.index(name)]
-            med, thr = self.rule_medians_[name], self.rule_thresholds_[name]
-            span = (thr - med) if direction == "high" else (med - thr)
-            dev = (col - med) if direction == "high" else (med - col)
-            out[:, j] = dev / max(span, 1e-9)
-        return out
+        cols, meds, signs, spans = self._rule_arrays()
+        return np.asarray(signs * (X[:, cols] - meds) / spans, dtype=np.float64)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score per window: > 1.0 means anomalous (forest or at least one rule)."""

@@ -62,14 +62,30 @@ def popcount_u8(x: np.ndarray) -> np.ndarray:
     return fn(x) if fn is not None else _POP8[x]
 
 
-def _popcount_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between packed code rows a (m, nb) and b (n, nb) -> (m, n)."""
-    x = np.bitwise_xor(a[:, None, :], b[None, :, :])
-    return popcount_u8(x).sum(axis=2, dtype=np.int64)
+def _hamming_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed code rows a (m, nb) and b (n, nb) -> (m, n) int64."""
+    fn = getattr(np, "bitwise_count", None)
+    if fn is not None and a.shape[1] % 8 == 0:  # whole 64-bit words: 8x fewer elements to count
+        wa = np.ascontiguousarray(a).view(np.uint64)
+        wb = np.ascontiguousarray(b).view(np.uint64)
+        return np.asarray(fn(wa[:, None, :] ^ wb[None, :, :]).sum(axis=2, dtype=np.int64))
+    return np.asarray(popcount_u8(a[:, None, :] ^ b[None, :, :]).sum(axis=2, dtype=np.int64))
+
+
+# Columns of the per-event table a tracker keeps for its window (one row per event).
+_T, _NRES, _NEW, _TOP1, _MARGIN, _K, _DENIED, _OVERLAP, _CODED, _SIZE = range(10)
+_COLUMNS = 10
 
 
 class PrincipalTracker:
-    """Rolling state for one principal; :meth:`push` returns a feature row every ``stride`` events."""
+    """Rolling state for one principal; :meth:`push` returns a feature row every ``stride`` events.
+
+    Per event it keeps a row of scalars (time, result count, scores, k, denial, overlap with the
+    previous result set) in a ring of ``window`` rows, the result-id set, and the query code in
+    a ring of the last ``history`` codes; a window's features are then a few vectorised steps.
+    Events without a code (a refused text query, logged without running the model) count for
+    rate, k, denials and results, but not for the Hamming-space features.
+    """
 
     def __init__(
         self,
@@ -89,48 +105,79 @@ class PrincipalTracker:
         self.profile = profile
         self.off_hours_share = off_hours_share
         self.count = 0
-        self._events: deque[QueryEvent] = deque(maxlen=window)
-        self._mind: deque[float] = deque(maxlen=window)  # min distance of each windowed query
+        self._rows: deque[tuple[float, ...]] = deque(maxlen=window)  # per-event scalars, see _COLUMNS
+        self._sets: deque[frozenset[str]] = deque(maxlen=window)  # result ids of each windowed event
+        self._last: frozenset[str] | None = None
+        self._mind: deque[float] = deque(maxlen=window)  # min distance of each recent coded query
         self.history = history
-        self._ring: np.ndarray | None = None  # the last ``history`` query codes
-        self._seq = np.full(history, -1, dtype=np.int64)  # push number of each ring slot
-        self._pending = 0
+        self._ring: np.ndarray | None = None  # the last ``history`` query codes (as of the last settle)
+        self._seq = np.full(history, -1, dtype=np.int64)  # coded-push number of each ring slot
+        self._coded = 0  # queries with a code pushed so far
+        self._width = 0  # bytes per code in the current ring
+        self._pending: list[bytes] = []  # codes pushed since the last settle (written to the ring then)
         self._seen: set[str] = set()
-        self._seen_before_window: deque[frozenset[str]] = deque(maxlen=window)
 
     def __repr__(self) -> str:
         return f"PrincipalTracker(events={self.count}, window={self.window}, stride={self.stride})"
 
     def push(self, event: QueryEvent) -> np.ndarray | None:
         """Add one event; every ``stride`` events (after ``min_events``) return the window's features."""
-        code = np.frombuffer(event.code, dtype=np.uint8)
-        if self._ring is None or self._ring.shape[1] != code.size:
-            self._settle()  # codes of another width are not comparable: start a new ring
-            self._ring = np.zeros((self.history, code.size), dtype=np.uint8)
-            self._seq.fill(-1)
-        slot = self.count % self.history
-        self._ring[slot] = code
-        self._seq[slot] = self.count
-        self._pending += 1
-        new_ids = frozenset(r for r in event.result_ids if r not in self._seen)
-        self._seen.update(new_ids)
-        self._seen_before_window.append(new_ids)
-        self._events.append(event)
+        code = event.code
+        if code:
+            if len(code) != self._width:
+                self._settle()  # codes of another width are not comparable: start a new ring
+                self._width = len(code)
+                self._ring = np.zeros((self.history, self._width), dtype=np.uint8)
+                self._seq.fill(-1)
+            self._pending.append(code)
+            self._coded += 1
+            if len(self._pending) > 2 * self.history:  # only the last ``history`` can be measured
+                del self._pending[: -self.history]
+        ids = event.result_ids
+        results = frozenset(ids)
+        new_ids = results - self._seen
+        self._seen |= new_ids
+        prev = self._last
+        overlap = math.nan
+        if prev is not None and (results or prev):
+            overlap = len(results & prev) / len(results | prev)
+        top1, top2 = event.top1, event.top2
+        self._rows.append(
+            (
+                event.time,
+                len(ids),
+                len(new_ids),
+                math.nan if top1 is None else top1,
+                math.nan if top1 is None or top2 is None else top1 - top2,
+                event.k,
+                1.0 if event.denied else 0.0,
+                overlap,
+                1.0 if code else 0.0,
+                event.collection_size,
+            )
+        )
+        self._sets.append(results)
+        self._last = results
         self.count += 1
         if self.count >= self.min_events and self.count % self.stride == 0:
             return self.features()
         return None
 
     def _settle(self) -> None:
-        """Min Hamming distance of each not-yet-measured query to the principal's earlier queries."""
-        p = min(self._pending, self.history)
-        self._pending = 0
+        """Write pending codes to the ring and measure each one's min Hamming distance to the
+        principal's earlier queries (those still in the ring)."""
+        pending = self._pending[-self.history :]
+        self._pending = []
+        p = len(pending)
         if p == 0 or self._ring is None:
             return
-        bits = self._ring.shape[1] * 8
-        seqs = np.arange(self.count - p, self.count)
-        new = self._ring[seqs % self.history]
-        dist = popcount_u8(np.bitwise_xor(new[:, None, :], self._ring[None, :, :])).sum(axis=2)
+        bits = self._width * 8
+        seqs = np.arange(self._coded - p, self._coded)
+        slots = seqs % self.history
+        new = np.frombuffer(b"".join(pending), dtype=np.uint8).reshape(p, self._width)
+        self._ring[slots] = new
+        self._seq[slots] = seqs
+        dist = _hamming_rows(new, self._ring)
         earlier = (self._seq[None, :] >= 0) & (self._seq[None, :] < seqs[:, None])
         dist = np.where(earlier, dist, bits + 1)
         mind = dist.min(axis=1).astype(np.float64)
@@ -139,66 +186,66 @@ class PrincipalTracker:
     def features(self) -> np.ndarray:
         """The feature row over the current window (see :data:`FEATURE_NAMES`)."""
         self._settle()
-        evs = list(self._events)
-        n = len(evs)
-        times = np.array([e.time for e in evs], dtype=np.float64)
+        n = min(self.count, self.window)
+        if n == 0:
+            return np.zeros(len(FEATURE_NAMES), dtype=np.float64)
+        R = np.fromiter(itertools.chain.from_iterable(self._rows), np.float64, n * _COLUMNS).reshape(n, -1)
+        times = R[:, _T]
         gaps = np.diff(times) if n > 1 else np.zeros(1)
         span = max(float(times[-1] - times[0]), 1.0)
         rate = (n - 1) / span * 3600.0 if n > 1 else 0.0
         gap_mean = float(gaps.mean())
-        gap_cv = float(gaps.std() / gap_mean) if gap_mean > 0 else 0.0
+        gap_cv = _std(gaps) / gap_mean if gap_mean > 0 else 0.0
 
-        size = max((e.collection_size for e in evs), default=0)
-        returned = [r for e in evs for r in e.result_ids]
-        distinct = set(returned)
-        coverage = len(distinct) / size if size > 0 else 0.0
-        distinct_ratio = len(distinct) / len(returned) if returned else 0.0
-        new_in_window: set[str] = (
-            set().union(*self._seen_before_window) if self._seen_before_window else set()
-        )
-        novelty = len(new_in_window & distinct) / len(distinct) if distinct else 0.0
+        size = float(R[:, _SIZE].max())
+        returned = float(R[:, _NRES].sum())
+        distinct = len(frozenset().union(*self._sets))
+        coverage = distinct / size if size > 0 else 0.0
+        distinct_ratio = distinct / returned if returned else 0.0
+        # ids first seen in the window are all among its results, each counted once
+        novelty = float(R[:, _NEW].sum()) / distinct if distinct else 0.0
         cumulative = len(self._seen) / size if size > 0 else 0.0
 
-        overlaps = []
-        for a, b in itertools.pairwise(evs):
-            sa, sb = set(a.result_ids), set(b.result_ids)
-            if sa or sb:
-                overlaps.append(len(sa & sb) / len(sa | sb))
-        overlap = float(np.mean(overlaps)) if overlaps else 0.0
+        ov = R[1:, _OVERLAP]  # the first row's overlap is with an event outside the window
+        ov = ov[~np.isnan(ov)]
+        overlap = float(ov.mean()) if ov.size else 0.0
 
         ring = self._ring if self._ring is not None else np.zeros((1, 1), np.uint8)
         bits = ring.shape[1] * 8
-        m = min(n, self.history, int((self._seq >= 0).sum()))
+        coded = int(R[:, _CODED].sum())
+        m = min(coded, self.history, int((self._seq >= 0).sum()))
         if m > 1:
-            mat = ring[np.arange(self.count - m, self.count) % self.history]
-            dm = _popcount_dist(mat, mat)
-            dispersion = float(dm.sum()) / (m * (m - 1)) / bits
+            mat = ring[np.arange(self._coded - m, self._coded) % self.history]
+            ones = np.unpackbits(mat, axis=1).sum(axis=0, dtype=np.int64)
+            # sum of Hamming distances over ordered pairs = sum over bits of 2 * ones * zeros
+            dispersion = float((2 * ones * (m - ones)).sum()) / (m * (m - 1)) / bits
         else:
             dispersion = 0.0
 
-        mind = np.array(self._mind, dtype=np.float64)
+        recent = list(self._mind)[-coded:] if coded else []
+        mind = np.array(recent, dtype=np.float64)
         prada = _shapiro_w(mind)
         nd_bits = self.near_duplicate_bits if self.near_duplicate_bits is not None else max(1, bits // 20)
-        near_dup = float(np.mean(mind * bits <= nd_bits))
+        near_dup = np.count_nonzero(mind * bits <= nd_bits) / mind.size if mind.size else 0.0
 
-        top1 = np.array([e.top1 for e in evs if e.top1 is not None], dtype=np.float64)
-        margins = np.array(
-            [e.top1 - e.top2 for e in evs if e.top1 is not None and e.top2 is not None], dtype=np.float64
-        )
+        top1 = R[:, _TOP1]
+        top1 = top1[~np.isnan(top1)]
+        margins = R[:, _MARGIN]
+        margins = margins[~np.isnan(margins)]
         top1_mean = float(top1.mean()) if top1.size else 0.0
-        top1_std = float(top1.std()) if top1.size else 0.0
+        top1_std = _std(top1) if top1.size else 0.0
         margin = float(margins.mean()) if margins.size else 0.0
-        k_mean = float(np.mean([e.k for e in evs]))
-        denials = float(np.mean([e.denied for e in evs]))
+        k_mean = float(R[:, _K].mean())
+        denials = float(R[:, _DENIED].mean())
         if self.profile is not None:
             hours = (times // 3600).astype(np.int64) % _HOURS
-            off = float(np.mean(self.profile[hours] < self.off_hours_share))
+            off = np.count_nonzero(self.profile[hours] < self.off_hours_share) / n
         else:
             off = 0.0
         return np.array(
             [
                 math.log1p(rate),
-                math.log1p(float(np.median(gaps))),
+                math.log1p(_median(gaps)),
                 gap_cv,
                 coverage,
                 distinct_ratio,
@@ -217,6 +264,19 @@ class PrincipalTracker:
             ],
             dtype=np.float64,
         )
+
+
+def _std(x: np.ndarray) -> float:
+    """``x.std()`` computed the same way, without numpy's per-call overhead (small arrays)."""
+    d = x - x.sum() / x.size
+    return math.sqrt(float((d * d).sum()) / x.size)
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median(x)`` of a non-empty 1-D array, without its per-call overhead."""
+    xs = np.sort(x)
+    h = xs.size // 2
+    return float(xs[h]) if xs.size % 2 else float((xs[h - 1] + xs[h]) / 2.0)
 
 
 def _shapiro_w(x: np.ndarray) -> float:
