@@ -239,7 +239,7 @@ class PrincipalTracker:
         denials = float(R[:, _DENIED].mean())
         if self.profile is not None:
             hours = (times // 3600).astype(np.int64) % _HOURS
-            off = np.count_nonzero(self.profile[hours] < self.off_hours_share) / n
+            off = float(np.count_nonzero(self.profile[hours] < self.off_hours_share)) / n
         else:
             off = 0.0
         return np.array(
