@@ -106,6 +106,10 @@ def test_zero_shot_data_independent_keeps_angles() -> None:
 
 
 def test_zero_shot_fitted_on_text_beats_chance(data: dict[str, np.ndarray]) -> None:
+    with pytest.raises(ShapeError, match="shared space"):
+        hashing.create("zero-shot", bits=16, dim=None).fit(data["x"], data["t"])
+    with pytest.raises(ShapeError, match="columns"):
+        hashing.create("zero-shot", bits=16, dim=384).fit(None, data["t"])
     h = hashing.create("zero-shot", bits=16, dim=None).fit(None, data["t"])
     q, d = h.encode_text(data["qt"]), h.encode_text(data["t"])
     assert mean_average_precision(q, d, data["qy"], data["y"]) > 0.6

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ import typer
 __all__ = ["register"]
 
 
-class Dataset(str, Enum):
+class Dataset(StrEnum):
     wikipedia = "wikipedia"
     medpix = "medpix"
     manifest = "manifest"
@@ -82,7 +82,8 @@ def eval_cmd(
         Path | None, typer.Option("--plot", help="Write precision-recall curves to this PNG.")
     ] = None,
     param: Annotated[
-        list[str] | None, typer.Option("--param", help="Hasher parameter NAME=VALUE (JSON value); repeatable.")
+        list[str] | None,
+        typer.Option("--param", help="Hasher parameter NAME=VALUE (JSON value); repeatable."),
     ] = None,
     label_set: Annotated[
         str, typer.Option("--label-set", help="MedPix labels: location (body region) or modality (CT/MR).")
@@ -100,9 +101,7 @@ def eval_cmd(
     bits_list = _parse_bits(bits)
     params = _parse_params(param or [])
     loaded = _load(dataset, data, label_set, cache_dir)
-    report = evaluate(
-        loaded, method, bits_list, protocol=protocol, params=params, curves=plot is not None
-    )
+    report = evaluate(loaded, method, bits_list, protocol=protocol, params=params, curves=plot is not None)
     typer.echo(
         f"{report['dataset']}  method={method}  protocol={protocol}  "
         f"train={report['n_train']} query={report['n_query']} database={report['n_database']}"

@@ -48,6 +48,12 @@ class ZeroShotHasher(BaseHasher):
             for f, name in ((image_features, "image_features"), (text_features, "text_features"))
             if f is not None
         ]
+        if len(parts) == 2 and parts[0].shape[1] != parts[1].shape[1]:
+            raise ShapeError(
+                f"zero-shot hashes one shared space, but image_features are {parts[0].shape[1]}-d and "
+                f"text_features {parts[1].shape[1]}-d; use the image encoder's zero-shot output "
+                "(the text space) or a trained method"
+            )
         if parts:
             data = np.vstack(parts)
             dim = data.shape[1]
