@@ -28,8 +28,9 @@ subclass also inherits the builtin that matches its meaning, so ``except ValueEr
     │   ├── ItemNotFoundError (LookupError)        unknown item id
     │   ├── DuplicateItemError (ValueError)        an id that is already stored
     │   ├── LegalHoldError (PermissionError)       erasing an item under legal hold
-    │   └── IntegrityError (ValueError)            a file was altered or corrupted (names the file)
-    │       └── AuditIntegrityError                the audit chain does not verify (names the record)
+    │   ├── IntegrityError (ValueError)            a file was altered or corrupted (names the file)
+    │   │   └── AuditIntegrityError                the audit chain does not verify (names the record)
+    │   └── IndexUnavailableError (ConnectionError) the external index (Milvus) cannot be reached
     ├── CryptoError                                keys and sealing
     │   ├── DecryptionError (ValueError)           wrong key/passphrase or tampered data: one opaque error
     │   └── KeyringError (ValueError)              keyring missing, locked or inconsistent
@@ -59,6 +60,7 @@ __all__ = [
     "DuplicateItemError",
     "EmptyInputError",
     "ImageDecodeError",
+    "IndexUnavailableError",
     "InputError",
     "IntegrityError",
     "ItemNotFoundError",
@@ -187,6 +189,10 @@ class LegalHoldError(StoreError, PermissionError):
 
 class IntegrityError(StoreError, ValueError):
     """A file was altered or corrupted; the message names the file."""
+
+
+class IndexUnavailableError(StoreError, ConnectionError):
+    """The external index (a Milvus server or Milvus Lite file) cannot be reached or rebuilt."""
 
 
 class AuditIntegrityError(IntegrityError):
