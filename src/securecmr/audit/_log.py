@@ -29,6 +29,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from ..errors import AuditIntegrityError, ConfigurationError
+from ..protect._crypto import HmacSha256
 
 __all__ = ["HIPAA_RETENTION_DAYS", "AuditAnchor", "AuditLog", "AuditReport"]
 
@@ -112,6 +113,8 @@ class AuditLog:
         self._chain_key = hmac.new(key, b"securecmr/audit/chain", hashlib.sha256).digest()
         self._cp_key = hmac.new(key, b"securecmr/audit/checkpoint", hashlib.sha256).digest()
         self._fp_key = hmac.new(key, b"securecmr/audit/fingerprint", hashlib.sha256).digest()
+        self._fp = HmacSha256(self._fp_key)  # same HMAC, without a new HMAC object per fingerprint
+        self._chain = HmacSha256(self._chain_key)
         self._lock = threading.RLock()
         self._fh: IO[bytes] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -223,13 +226,11 @@ class AuditLog:
             payload = b"s:" + data.encode("utf-8")
         else:
             payload = b"r:" + repr(data).encode("utf-8")
-        return hmac.new(self._fp_key, payload, hashlib.sha256).hexdigest()
+        return self._fp.hexdigest(payload)
 
     def id_fingerprint(self, item_id: Any) -> str:
         """Keyed, truncated hash of an item id as written in ``results``."""
-        return hmac.new(self._fp_key, b"id:" + str(item_id).encode("utf-8"), hashlib.sha256).hexdigest()[
-            :_RESULT_ID_HEX
-        ]
+        return self._fp.hexdigest(b"id:" + str(item_id).encode("utf-8"))[:_RESULT_ID_HEX]
 
     # ------------------------------------------------------------------ writing
     def _open(self) -> IO[bytes]:
@@ -275,7 +276,7 @@ class AuditLog:
                 "detail": detail or {},
                 "prev": self._head,
             }
-            rec["mac"] = hmac.new(self._chain_key, _canon(rec), hashlib.sha256).hexdigest()
+            rec["mac"] = self._chain.hexdigest(_canon(rec))
             fh = self._open()
             fh.write(_canon(rec) + b"\n")
             fh.flush()

@@ -33,8 +33,23 @@ class IndexBackend(Protocol):
 
 
 def sort_results(dist: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order each result row by (distance, row) with -1 rows last."""
-    big = np.where(rows < 0, np.iinfo(np.int64).max, rows)
-    key_d = np.where(rows < 0, np.iinfo(np.int32).max, dist)
-    order = np.lexsort((big, key_d), axis=1)
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(rows, order, 1)
+    """Order each result row by (distance, row) with -1 rows last (their distance becomes int32 max)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    missing = rows < 0
+    # one int64 key per slot: distance in the high bits, row position in the low 40 bits
+    key = (np.asarray(dist, dtype=np.int64) << _ROW_BITS) | rows
+    if missing.any():
+        key[missing] = _MISSING
+    key.sort(axis=1)
+    out_rows = key & _ROW_MASK
+    out_dist = (key >> _ROW_BITS).astype(np.int32)
+    gone = key == _MISSING
+    if gone.any():
+        out_rows[gone] = -1
+        out_dist[gone] = np.iinfo(np.int32).max
+    return out_dist, out_rows
+
+
+_ROW_BITS = 40  # row positions below 2**40; distances (at most a few thousand bits) fit above them
+_ROW_MASK = (1 << _ROW_BITS) - 1
+_MISSING = np.iinfo(np.int64).max

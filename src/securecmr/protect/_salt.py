@@ -14,6 +14,9 @@ from ._crypto import hkdf
 
 __all__ = ["Salt"]
 
+_TABLE_MIN_ROWS = 64  # below this, unpacking the bits is as fast as the lookups
+_TABLE_MAX_BYTES = 64  # the lookup table holds bytes * 256 * bytes entries
+
 
 class Salt:
     """Keyed bijection on packed ``bits``-wide codes that preserves Hamming distances."""
@@ -26,13 +29,36 @@ class Salt:
         self._inv = np.argsort(self._perm)
         mask = np.frombuffer(hkdf(key, "securecmr/salt/mask", 255)[: bits // 8], dtype=np.uint8)
         self._mask = mask.copy()
+        self._table: np.ndarray | None = None
+
+    def _lookup(self) -> np.ndarray | None:
+        """Per input byte position and value, the permuted output bytes (one table row per byte
+        value), so many codes are salted with ``bits / 8`` gathers instead of unpacking every bit."""
+        nb = self.bits // 8
+        if nb > _TABLE_MAX_BYTES or nb % 8:
+            return None
+        if self._table is None:
+            probe = np.zeros((nb, 256, nb), dtype=np.uint8)
+            probe[np.arange(nb)[:, None], np.arange(256)[None, :], np.arange(nb)[:, None]] = np.arange(
+                256, dtype=np.uint8
+            )[None, :]
+            bits = np.unpackbits(probe.reshape(-1, nb), axis=1)[:, self._perm]
+            packed = np.ascontiguousarray(np.packbits(bits, axis=1))
+            self._table = packed.view(np.uint64).reshape(nb, 256, nb // 8)
+        return self._table
 
     def __repr__(self) -> str:
         return f"Salt(bits={self.bits}, <key>)"
 
     def apply(self, codes: np.ndarray) -> np.ndarray:
-        bits = np.unpackbits(codes, axis=1)[:, self._perm]
-        return np.packbits(bits, axis=1) ^ self._mask
+        table = self._lookup() if codes.shape[0] >= _TABLE_MIN_ROWS else None
+        if table is None:
+            bits = np.unpackbits(codes, axis=1)[:, self._perm]
+            return np.packbits(bits, axis=1) ^ self._mask
+        out = table[0][codes[:, 0]]
+        for j in range(1, codes.shape[1]):
+            out ^= table[j][codes[:, j]]
+        return out.view(np.uint8) ^ self._mask
 
     def invert(self, codes: np.ndarray) -> np.ndarray:
         bits = np.unpackbits(codes ^ self._mask, axis=1)[:, self._inv]
