@@ -85,10 +85,15 @@ _COLOUR = np.random.default_rng(7).standard_normal((3, DIM))
 
 def _as_rgb(x: Any) -> np.ndarray:
     if isinstance(x, str | Path):
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(x) as im:
-            return np.asarray(im.convert("RGB"))
+        from securecmr.errors import ImageDecodeError
+
+        try:
+            with Image.open(x) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:  # as the real encoder reports it
+            raise ImageDecodeError(f"{Path(x).name}: not a readable image") from exc
     return np.asarray(x)
 
 

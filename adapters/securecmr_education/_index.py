@@ -488,10 +488,12 @@ class EducationIndex:
                     else f"the video is damaged after {video_end:.1f} s ({exc}); the rest is not indexed"
                 )
                 report.note(f"t={video_end:.1f}s", "VideoDecodeError", msg)
-        if cues:  # transcript-only windows: no video, or transcript left after the (damaged) video
-            rest = [c for c in cues if c.end > video_end or (src is None)]
-            for ws, we in transcript_windows(rest, self.window_s, start=video_end):
-                segment(ws, we, None, ())
+        if cues:  # transcript-only windows: no video, or the transcript after the (damaged) video's end
+            rest = list(cues) if src is None else [c for c in cues if c.start >= video_end]
+            if rest:
+                first = 0.0 if src is None else max(video_end, rest[0].start)
+                for ws, we in transcript_windows(rest, self.window_s, start=first):
+                    segment(ws, we, None, ())
         self._store(pending, report)
         if not report.ids:
             report.note(None, "EmptyInputError", "nothing to index in this lecture", fatal=True)

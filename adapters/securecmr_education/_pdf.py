@@ -92,7 +92,8 @@ class PdfDocument:
 
     Parameters: ``password`` (for encrypted files), ``render_px`` (longer side of the rendered page
     image; ``None`` = do not render), ``figures`` (extract embedded pictures with captions),
-    ``min_figure_px`` (smaller pictures, in rendered pixels, are icons and ignored).
+    ``min_figure`` (pictures whose shorter side is below this fraction of the page's shorter side are
+    icons or logos and ignored).
     Use as a context manager, or call :meth:`close`.
     """
 
@@ -103,18 +104,18 @@ class PdfDocument:
         password: str | None = None,
         render_px: int | None = 512,
         figures: bool = True,
-        min_figure_px: int = 64,
+        min_figure: float = 0.1,
     ) -> None:
         if render_px is not None and render_px < 32:
             raise ConfigurationError(f"render_px must be >= 32 or None, got {render_px}")
-        if min_figure_px < 1:
-            raise ConfigurationError(f"min_figure_px must be >= 1, got {min_figure_px}")
+        if not 0.0 <= min_figure <= 1.0:
+            raise ConfigurationError(f"min_figure must be in [0, 1], got {min_figure}")
         mod = _pymupdf()
         p = Path(path)
         self.name = p.name
         self.render_px = render_px
         self.figures = figures
-        self.min_figure_px = min_figure_px
+        self.min_figure = min_figure
         if not p.is_file():
             raise PDFReadError(f"{self.name}: no such file")
         _warnings(mod)
@@ -193,7 +194,7 @@ class PdfDocument:
             matrix = mod.Matrix(zoom, zoom)
             image = _to_rgb(page.get_pixmap(matrix=matrix, alpha=False, colorspace=mod.csRGB))
             if self.figures:
-                figures = self._figures(mod, page, matrix, zoom)
+                figures = self._figures(mod, page, matrix)
         notes = []
         warn = _warnings(mod)
         if warn:
@@ -206,15 +207,16 @@ class PdfDocument:
             )
         return PageContent(i + 1, text, image, figures, tuple(notes))
 
-    def _figures(self, mod: Any, page: Any, matrix: Any, zoom: float) -> tuple[Figure, ...]:
+    def _figures(self, mod: Any, page: Any, matrix: Any) -> tuple[Figure, ...]:
         blocks = [b for b in page.get_text("blocks", sort=True) if len(b) >= 7 and b[6] == 0]
         height = float(page.rect.height)
+        min_side = self.min_figure * min(float(page.rect.width), height)
         out: list[Figure] = []
         seen: set[tuple[int, int, int, int]] = set()
         for info in page.get_image_info():
             x0, y0, x1, y1 = (float(v) for v in info.get("bbox", (0, 0, 0, 0)))
             key = (round(x0), round(y0), round(x1), round(y1))
-            if key in seen or min(x1 - x0, y1 - y0) * zoom < self.min_figure_px:
+            if key in seen or min(x1 - x0, y1 - y0) < max(min_side, 1.0):
                 continue
             seen.add(key)
             clip = mod.Rect(x0, y0, x1, y1) & page.rect
