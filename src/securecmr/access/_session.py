@@ -12,7 +12,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import CollectionNotFoundError, ItemNotFoundError, PermissionDeniedError, SecureCMRError
+from ..errors import (
+    AuthenticationError,
+    BlockedError,
+    CollectionNotFoundError,
+    ItemNotFoundError,
+    PermissionDeniedError,
+    SecureCMRError,
+)
 from ._control import AccessControl
 from ._policy import Policy, compile_policy
 from ._registry import User
@@ -254,18 +261,37 @@ class GuardedCollection:
                 raise ItemNotFoundError("hidden")
 
     def search(self, *, k: int = 10, **kwargs: Any) -> list[Any]:
-        """Search only the items the user may see; returns up to ``k`` authorised hits."""
-        user = self._session._fresh_user()
-        role = self._control.require(user, Permission.SEARCH, action="search", collection=self.name)
+        """Search only the items the user may see; returns up to ``k`` authorised hits.
+
+        With a query monitor on the store, the search is guarded (it may be throttled, blocked or
+        get a lower ``k``) and logged with the salted query code; refused searches are logged too.
+        """
+        monitor = _monitor_of(self._session._store)
+        try:
+            user = self._session._fresh_user()
+        except AuthenticationError:
+            self._log_refusal(monitor, self._session._user, k, kwargs, "revoked")
+            raise
+        try:
+            role = self._control.require(user, Permission.SEARCH, action="search", collection=self.name)
+        except PermissionDeniedError:
+            self._log_refusal(monitor, user, k, kwargs, "permission")
+            raise
         query = next((kwargs[key] for key in _QUERY_KEYS if kwargs.get(key) is not None), None)
         fp = self._control.audit.fingerprint(query) if query is not None else None
         if role.max_k is not None:
             k = min(k, role.max_k)
         policy = _and(self._collection_policy(), role.policy)
-        monitor = _monitor_of(self._session._store)
+        logged = b""
         try:
             if monitor is not None:  # the query guard may throttle, block or lower k
-                k = int(monitor.before_search(user.name, k))
+                try:
+                    k = int(monitor.before_search(user.name, k))
+                except PermissionDeniedError as exc:
+                    why = "blocked" if isinstance(exc, BlockedError) else "throttled"
+                    self._log_refusal(monitor, user, k, kwargs, why)
+                    raise
+                kwargs, logged = self._encode_query(kwargs)
             if policy is None:
                 hits = list(self._inner.search(k=k, context=user.name, **kwargs))
             else:
@@ -278,13 +304,11 @@ class GuardedCollection:
             hits = [_with_score(h, privacy.apply(float(h.score))) for h in hits]
         self._audit(user, "search", query_fingerprint=fp, result_ids=[h.id for h in hits], detail={"k": k})
         if monitor is not None:
-            code = kwargs.get("code")
-            qbytes = bytes.fromhex(fp or "") if code is None else np.asarray(code, np.uint8).tobytes()
             monitor.after_search(
                 user.name,
                 collection=self.name,
                 k=k,
-                code=qbytes,
+                code=logged,
                 result_ids=[h.id for h in hits],
                 scores=[float(h.score) for h in hits],
                 collection_size=_size_of(self._inner),
@@ -292,6 +316,46 @@ class GuardedCollection:
                 tenant=user.tenant,
             )
         return hits
+
+    def _encode_query(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """Turn any query (text, image, video, vector or code) into its packed code once.
+
+        Returns the search arguments with the query replaced by ``code=`` (so it is not encoded
+        twice) and the code to log: in the collection's salted space, never the raw query.
+        """
+        encode = getattr(self._inner, "query_code", None)
+        given = {key: kwargs[key] for key in _QUERY_KEYS if kwargs.get(key) is not None}
+        if not callable(encode):  # a collection that only searches codes
+            code = given.get("code")
+            return kwargs, b"" if code is None else np.asarray(code, np.uint8).tobytes()
+        raw = encode(**given, query_modality=kwargs.get("query_modality", "text"))
+        rest = {key: v for key, v in kwargs.items() if key not in _QUERY_KEYS}
+        salted = encode(code=raw, salted=True)
+        return {**rest, "code": raw}, np.asarray(salted, np.uint8).tobytes()
+
+    def _log_refusal(self, monitor: Any, user: User, k: int, kwargs: dict[str, Any], reason: str) -> None:
+        """Log a refused search with the monitor (the query's code only when it is cheap to get)."""
+        if monitor is None:
+            return
+        code = b""
+        given = {key: kwargs[key] for key in ("code", "vector") if kwargs.get(key) is not None}
+        if len(given) == 1:  # no model is run for a refused call
+            try:
+                kw = {**given, "query_modality": kwargs.get("query_modality", "text")}
+                code = self._encode_query(kw)[1]
+            except (SecureCMRError, TypeError, ValueError):
+                code = b""
+        monitor.after_search(
+            user.name,
+            collection=self.name,
+            k=int(k) if isinstance(k, int) else 0,
+            code=code,
+            collection_size=_size_of(self._inner),
+            bits=int(getattr(self._inner, "bits", 64)),
+            tenant=user.tenant,
+            denied=True,
+            reason=reason,
+        )
 
     def _filtered_search(self, policy: Policy, user: User, k: int, kwargs: dict[str, Any]) -> list[Any]:
         ctx = user.policy_context()

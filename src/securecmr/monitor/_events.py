@@ -31,10 +31,12 @@ def keyed_id(key: bytes, item_id: object) -> str:
 class QueryEvent:
     """One search as the monitor sees it.
 
-    ``code`` is the salted query code (packed bits, as bytes), ``result_ids`` are keyed
+    ``code`` is the salted query code (packed bits, as bytes; empty for a refused text, image
+    or video query, which is logged without running the model), ``result_ids`` are keyed
     fingerprints (see :func:`keyed_id`), ``top1``/``top2`` are the best two scores (``1 -
-    hamming / bits``; ``None`` when fewer results came back) and ``denied`` marks a search
-    refused by access control or by the guard.
+    hamming / bits``; ``None`` when fewer results came back), ``denied`` marks a search
+    refused by access control or by the guard and ``reason`` says which refusal
+    (``"permission"``, ``"revoked"``, ``"throttled"``, ``"blocked"``).
     """
 
     principal: str
@@ -49,15 +51,16 @@ class QueryEvent:
     tenant: str | None = None
     collection_size: int = 0
     bits: int = 0
+    reason: str | None = None
 
     def __repr__(self) -> str:  # no code, no ids
         return (
             f"QueryEvent(principal={self.principal!r}, time={self.time:.3f}, collection={self.collection!r},"
-            f" k={self.k}, results={len(self.result_ids)}, denied={self.denied})"
+            f" k={self.k}, results={len(self.result_ids)}, denied={self.denied}, reason={self.reason!r})"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "p": self.principal,
             "t": self.time,
             "c": self.collection,
@@ -71,6 +74,9 @@ class QueryEvent:
             "n": self.collection_size,
             "b": self.bits or len(self.code) * 8,
         }
+        if self.reason is not None:
+            d["why"] = self.reason
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QueryEvent:
@@ -88,6 +94,7 @@ class QueryEvent:
                 tenant=None if d.get("tn") is None else str(d["tn"]),
                 collection_size=int(d.get("n", 0)),
                 bits=int(d.get("b", 0)),
+                reason=None if d.get("why") is None else str(d["why"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MonitorError(f"malformed query event ({type(exc).__name__})") from None

@@ -134,10 +134,13 @@ class QueryGuard:
         return k
 
     def observe(self, event: QueryEvent) -> Alert | None:
-        """After a search: track the event; score the window when one is due."""
+        """After a search (served or refused): track the event; score the window when one is due.
+
+        A blocked principal's further (refused) searches are tracked but raise no new alerts.
+        """
         st = self._state(event.principal)
         row = st.tracker.push(event)
-        if row is None:
+        if row is None or st.blocked:
             return None
         score = float(self.detector.score(row)[0])
         st.windows += 1

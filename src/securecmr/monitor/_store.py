@@ -47,6 +47,7 @@ class StoreMonitor:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
         self._key = key
+        self._ids: dict[str, str] = {}
         self.clock = clock
         self.policy = policy or GuardPolicy()
         self.on_alert = on_alert
@@ -137,16 +138,21 @@ class StoreMonitor:
         collection: str,
         k: int,
         code: bytes,
-        result_ids: Sequence[object],
-        scores: Sequence[float],
-        collection_size: int,
-        bits: int,
+        result_ids: Sequence[object] = (),
+        scores: Sequence[float] = (),
+        collection_size: int = 0,
+        bits: int = 0,
         tenant: str | None = None,
         denied: bool = False,
+        reason: str | None = None,
     ) -> Alert | None:
-        """Log the search (keyed ids, salted code) and let the guard score the window if due."""
+        """Log the search (keyed ids, salted code) and let the guard score the window if due.
+
+        A refused search is logged too (``denied=True`` and the refusal ``reason``), with its
+        code when one was at hand (``b""`` otherwise), so enumeration through refused calls shows.
+        """
         code = bytes(code)
-        if len(code) * 8 != bits:  # e.g. a query fingerprint instead of a code: measure in its own width
+        if code and len(code) * 8 != bits:  # measure a code in its own width
             bits = len(code) * 8
         ev = QueryEvent(
             principal=principal,
@@ -154,16 +160,27 @@ class StoreMonitor:
             collection=collection,
             k=int(k),
             code=code,
-            result_ids=tuple(keyed_id(self._key, r) for r in result_ids),
+            result_ids=tuple(self._keyed(r) for r in result_ids),
             top1=float(scores[0]) if len(scores) > 0 else None,
             top2=float(scores[1]) if len(scores) > 1 else None,
-            denied=denied,
+            denied=bool(denied),
             tenant=tenant,
             collection_size=int(collection_size),
             bits=int(bits),
+            reason=reason,
         )
         self.log.append(ev)
         return None if self.guard is None else self.guard.observe(ev)
+
+    def _keyed(self, item_id: object) -> str:
+        """:func:`keyed_id`, memoised (the same ids come back again and again)."""
+        key = str(item_id)
+        out = self._ids.get(key)
+        if out is None:
+            if len(self._ids) >= 65536:
+                self._ids.clear()
+            out = self._ids[key] = keyed_id(self._key, key)
+        return out
 
     # ------------------------------------------------------------------ admin
     def fit(
