@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._base import IndexBackend
 from ._brute import BruteForceIndex
 from ._faiss import FaissBinaryIndex
+from ._milvus import MilvusConnection, MilvusIndex
 
-__all__ = ["BACKENDS", "BruteForceIndex", "FaissBinaryIndex", "IndexBackend", "make_index"]
+__all__ = [
+    "BACKENDS",
+    "BruteForceIndex",
+    "FaissBinaryIndex",
+    "IndexBackend",
+    "MilvusConnection",
+    "MilvusIndex",
+    "make_index",
+]
 
-BACKENDS = ("faiss", "brute")
+BACKENDS = ("faiss", "brute", "milvus")
 
 
-def make_index(backend: str, bits: int) -> IndexBackend:
+def make_index(backend: str, bits: int, **options: Any) -> IndexBackend:
+    """A new index; ``milvus`` takes ``connection=``, ``collection=``, ``tenant=``, ``state=`` and
+    ``readonly=`` (the store fills them in)."""
     from ..errors import ConfigurationError
 
     if backend == "faiss":
         return FaissBinaryIndex(bits)
     if backend == "brute":
         return BruteForceIndex(bits)
+    if backend == "milvus":
+        return MilvusIndex(bits, **options)
     raise ConfigurationError(f"unknown index backend {backend!r}; choose one of {BACKENDS}")

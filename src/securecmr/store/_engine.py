@@ -23,6 +23,7 @@ from ..errors import (
     StoreError,
 )
 from ..index import make_index
+from ..index._milvus import row_keys
 from ..protect._atomic import read_checked, write_checked
 from ..protect._crypto import Sealer, hkdf, keyed_hmac
 from ..protect._keyring import CollectionKeys
@@ -49,6 +50,7 @@ class CollectionEngine:
         *,
         backend: str = "faiss",
         directory: Path | None = None,
+        index_options: dict[str, Any] | None = None,
     ) -> None:
         self.directory = directory
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
@@ -58,7 +60,7 @@ class CollectionEngine:
         self.keys = keys
         self._hmac_key = hkdf(keys.salt, "securecmr/id-hmac")
         self.salt = Salt(keys.salt, self.bits) if "salted" in self.protection else None
-        self.index = make_index(backend, self.bits)
+        self.index = make_index(backend, self.bits, **(index_options or {}))
         self.code_seq = np.zeros(0, dtype=np.int64)
         self.code_mod = np.zeros(0, dtype=np.int8)
         self.id_of: dict[int, Any] = {}
@@ -207,8 +209,7 @@ class CollectionEngine:
         self.id_of = dict(zip(seqs.tolist(), header["ids"], strict=True))
         self.seq_of = {hm[i * 32 : (i + 1) * 32]: int(seqs[i]) for i in range(n)}
         self.max_codes = int(header["max_codes"])
-        if m:
-            self.index.add(codes)
+        self._fill_index(codes)
         self.segment_gen = self.gen
         return True
 
@@ -249,11 +250,30 @@ class CollectionEngine:
             ) from None
         except sqlite3.DatabaseError:
             raise IntegrityError(f"{DB_FILE}: the database file is corrupted; restore a snapshot") from None
-        if codes:
-            mat = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, nb)
-            self.index.add(mat)
         self.code_seq = np.asarray(seqs, dtype=np.int64)
         self.code_mod = np.asarray(mods, dtype=np.int8)
+        self._fill_index(np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, nb))
+
+    # ------------------------------------------------------------------ index hooks
+    def _fill_index(self, codes: np.ndarray) -> None:
+        """Put every code of the durable record in the index; a persistent backend (Milvus) checks
+        what it already holds and rebuilds only when that is stale."""
+        sync = getattr(self.index, "sync", None)
+        if sync is not None:
+            sync(codes, row_keys(self.code_seq, self.code_mod), self.gen)
+        elif codes.shape[0]:
+            self.index.add(codes)
+
+    def _index_add(self, codes: np.ndarray, seqs: list[int], mods: list[int]) -> None:
+        if getattr(self.index, "persistent", False):
+            self.index.add(codes, row_keys(seqs, mods))  # type: ignore[call-arg]
+        else:
+            self.index.add(codes)
+
+    def _index_commit(self) -> None:
+        commit = getattr(self.index, "commit", None)
+        if commit is not None:
+            commit(self.gen)
 
     # ------------------------------------------------------------------ write
     def add(
@@ -326,11 +346,12 @@ class CollectionEngine:
             self.id_of[r[0]] = r[1]
             self.seq_of[r[2]] = r[0]
             self.max_codes = max(self.max_codes, bin(r[4][0]).count("1"))
-        self.index.add(np.asarray(new_codes, dtype=np.uint8).reshape(-1, nb))
+        self._index_add(np.asarray(new_codes, dtype=np.uint8).reshape(-1, nb), new_seq, new_mod)
         self.code_seq = np.concatenate([self.code_seq, np.asarray(new_seq, dtype=np.int64)])
         self.code_mod = np.concatenate([self.code_mod, np.asarray(new_mod, dtype=np.int8)])
         self.version += 1
         self.gen += 1
+        self._index_commit()
         return len(rows)
 
     def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
@@ -365,6 +386,7 @@ class CollectionEngine:
             self._meta_cache.pop(s, None)
         self.version += 1
         self.gen += 1
+        self._index_commit()
         return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
@@ -438,9 +460,16 @@ class CollectionEngine:
         if k <= 0 or n_codes == 0:
             return [[] for _ in range(salted.shape[0])]
         filtered = allowed is not None or modality is not None
-        fetch = min(n_codes, k * self.max_codes if not filtered else max(4 * k * self.max_codes, 64))
+        pushdown = filtered and hasattr(self.index, "search_filtered")  # Milvus filters server-side
+        over = filtered and not pushdown
+        fetch = min(n_codes, k * self.max_codes if not over else max(4 * k * self.max_codes, 64))
         while True:
-            dist, rows = self.index.search(salted, fetch)
+            if pushdown:
+                dist, rows = self.index.search_filtered(  # type: ignore[attr-defined]
+                    salted, fetch, seqs=allowed, modality=modality
+                )
+            else:
+                dist, rows = self.index.search(salted, fetch)
             out = []
             short = False
             for q in range(salted.shape[0]):
@@ -459,7 +488,7 @@ class CollectionEngine:
                 out.append([(int(seqs[i]), int(d[i]), int(self.code_mod[r[i]])) for i in first])
                 if len(first) < k and fetch < n_codes:
                     short = True
-            if not short:
+            if not short or pushdown:  # a pushed-down filter already gave the exact top rows
                 return out
             fetch = min(n_codes, fetch * 4)
 

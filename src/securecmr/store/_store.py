@@ -25,6 +25,8 @@ from ..errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
+from ..index import BACKENDS, MilvusConnection
+from ..index._milvus import INDEX_TYPES, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
@@ -54,6 +56,7 @@ class Store(AccessMixin, MonitorMixin):
         lock: WriterLock | None,
         clock: Callable[[], float],
         backend: str,
+        milvus: MilvusConnection | None = None,
     ) -> None:
         self.path = path
         self._ring = ring
@@ -62,6 +65,7 @@ class Store(AccessMixin, MonitorMixin):
         self._lock = lock
         self._clock = clock
         self._backend = backend
+        self._milvus = milvus
         self._collections: dict[str, Collection] = {}
         self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
@@ -91,6 +95,11 @@ class Store(AccessMixin, MonitorMixin):
     def readonly(self) -> bool:
         return self._lock is None
 
+    @property
+    def index_backend(self) -> str:
+        """The index behind this store's collections: ``faiss`` (default), ``brute`` or ``milvus``."""
+        return self._backend
+
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def create(
@@ -100,10 +109,21 @@ class Store(AccessMixin, MonitorMixin):
         *,
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
-        backend: str = "faiss",
+        index_backend: str = "faiss",
+        milvus_uri: str | None = None,
+        milvus_token: str | None = None,
+        milvus_index: str = "BIN_FLAT",
+        backend: str | None = None,
     ) -> Store:
-        """Create a new store in ``path`` (an empty or missing directory)."""
+        """Create a new store in ``path`` (an empty or missing directory).
+
+        ``index_backend="milvus"`` serves the collections' searches from Milvus at ``milvus_uri``
+        (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI; ``milvus_token`` or
+        ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is remembered by
+        :meth:`open`. ``backend`` is an older name of ``index_backend``."""
         provider = provider_for(passphrase, key_provider)
+        index_backend = backend or index_backend
+        index_cfg = _index_config(index_backend, milvus_uri, milvus_index)
         root = Path(path)
         if (root / _MARKER).exists() or (root / DB_FILE).exists():
             raise StoreExistsError(f"a store already exists at {root}; use Store.open")
@@ -115,8 +135,12 @@ class Store(AccessMixin, MonitorMixin):
         ring.save(root, provider)
         conn = connect(root, create=True)
         conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
+        sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
+        blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
+        conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
         atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        return cls(root, ring, provider, conn, lock, clock or time.time, backend)
+        milvus = _milvus_for(root, index_cfg, None, milvus_token)
+        return cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
 
     @classmethod
     def open(
@@ -128,10 +152,18 @@ class Store(AccessMixin, MonitorMixin):
         clock: Callable[[], float] | None = None,
         readonly: bool = False,
         timeout: float = 0.0,
-        backend: str = "faiss",
+        index_backend: str | None = None,
+        milvus_uri: str | None = None,
+        milvus_token: str | None = None,
+        backend: str | None = None,
     ) -> Store:
         """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
-        StoreLockedError (or waits up to ``timeout`` seconds)."""
+        StoreLockedError (or waits up to ``timeout`` seconds).
+
+        The index backend chosen at creation is used unless ``index_backend`` names another for
+        this opening (the SQLite record is the source of truth, so any backend serves any store);
+        ``milvus_uri`` moves a Milvus store to another Milvus (rebuilt there on open) for this
+        opening, and ``milvus_token`` (or ``$SECURECMR_MILVUS_TOKEN``) authenticates to it."""
         provider = provider_for(passphrase, key_provider)
         root = Path(path)
         if not (root / _MARKER).exists() or not (root / DB_FILE).exists():
@@ -144,7 +176,12 @@ class Store(AccessMixin, MonitorMixin):
             row = conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
             if row is None or row[0] != ring.store_id:
                 raise IntegrityError(f"{DB_FILE}: belongs to another store than {KEYRING_FILE}")
-            store = cls(root, ring, provider, conn, lock, clock or time.time, backend)
+            cfg = _stored_index_config(conn, ring)
+            chosen = backend or index_backend or str(cfg["backend"])
+            if chosen != cfg["backend"]:
+                cfg = _index_config(chosen, None, str(cfg.get("index_type", "BIN_FLAT")))
+            milvus = _milvus_for(root, cfg, milvus_uri, milvus_token)
+            store = cls(root, ring, provider, conn, lock, clock or time.time, chosen, milvus)
             if not readonly:
                 store._purge(on_open=True)
         except BaseException:
@@ -161,7 +198,10 @@ class Store(AccessMixin, MonitorMixin):
             if self._lock is not None:
                 self._save_segments()
             self._access.close()
+            self._monitor.close()
         finally:
+            if self._milvus is not None:
+                self._milvus.close()
             self._conn.close()
             if self._lock is not None:
                 self._lock.release()
@@ -261,13 +301,33 @@ class Store(AccessMixin, MonitorMixin):
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
         engine = CollectionEngine(
-            self._conn, self.store_id, cid, name, config, keys, backend=self._backend, directory=self.path
+            self._conn,
+            self.store_id,
+            cid,
+            name,
+            config,
+            keys,
+            backend=self._backend,
+            directory=self.path,
+            index_options=self._index_options(name, int(config["bits"])),
         )
         hz = config.get("hasher")
         hasher = hasher_from_bytes(base64.b64decode(hz)) if hz else default_hasher(int(config["bits"]))
         coll = Collection(self, engine, Encoders(hasher, engine.bits))
         self._collections[name] = coll
         return coll
+
+    def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
+        if self._milvus is None:
+            return None
+        coll, tenant, state = milvus_names(hkdf(self._ring.secret, "securecmr/milvus"), name, bits)
+        return {
+            "connection": self._milvus,
+            "collection": coll,
+            "tenant": tenant,
+            "state": state,
+            "readonly": self.readonly,
+        }
 
     # ------------------------------------------------------------------ retention and erasure
     def _purge_collection(self, engine: CollectionEngine, now: float) -> int:
@@ -311,6 +371,10 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._save_segments()
+        for coll in self._collections.values():  # ask Milvus to drop deleted rows from its segments
+            compact_index = getattr(coll._engine.index, "compact", None)
+            if compact_index is not None:
+                compact_index()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
@@ -419,6 +483,55 @@ class Store(AccessMixin, MonitorMixin):
         atomic_write(root / DB_FILE, db)
         atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
         return cls.open(root, key_provider=provider, clock=clock)
+
+
+MILVUS_LITE_FILE = "milvus.db"
+
+
+def _index_config(backend: str, milvus_uri: str | None, milvus_index: str) -> dict[str, Any]:
+    """The remembered index choice (sealed in the store's meta table; never a token)."""
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"unknown index backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "milvus":
+        if milvus_uri is not None:
+            raise ConfigurationError('milvus_uri= needs index_backend="milvus"')
+        return {"backend": backend}
+    if milvus_index not in INDEX_TYPES:
+        raise ConfigurationError(f"unknown Milvus index {milvus_index!r}; choose one of {INDEX_TYPES}")
+    if milvus_uri is not None:
+        MilvusConnection(_absolute(milvus_uri))  # validates the URI (connects lazily)
+    uri = None if milvus_uri is None else _absolute(milvus_uri)
+    return {"backend": "milvus", "uri": uri, "index_type": milvus_index}
+
+
+def _absolute(uri: str) -> str:
+    """A Milvus Lite path made absolute (so the store finds it from any working directory)."""
+    if not isinstance(uri, str) or not uri:
+        raise ConfigurationError("milvus_uri must be a Milvus Lite file path (*.db) or a server URI")
+    return uri if "://" in uri or uri.startswith("unix:") else str(Path(uri).resolve())
+
+
+def _stored_index_config(conn: sqlite3.Connection, ring: Keyring) -> dict[str, Any]:
+    row = conn.execute("SELECT value FROM meta WHERE key='index'").fetchone()
+    if row is None:  # stores made before the choice was recorded
+        return {"backend": "faiss"}
+    try:
+        blob = base64.b64decode(row[0])
+        sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
+        return dict(json.loads(sealer.open(blob, f"securecmr/index|{ring.store_id}".encode())))
+    except Exception:
+        raise IntegrityError(f"{DB_FILE}: the index configuration does not authenticate") from None
+
+
+def _milvus_for(
+    root: Path, cfg: dict[str, Any], uri: str | None, token: str | None
+) -> MilvusConnection | None:
+    if cfg.get("backend") != "milvus":
+        if uri is not None:
+            raise ConfigurationError('milvus_uri= needs a store whose index backend is "milvus"')
+        return None
+    chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
+    return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
 
 
 def _cleanup_tmp(root: Path) -> None:
