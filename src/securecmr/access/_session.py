@@ -328,6 +328,8 @@ class GuardedCollection:
         if not callable(encode):  # a collection that only searches codes
             code = given.get("code")
             return kwargs, b"" if code is None else np.asarray(code, np.uint8).tobytes()
+        if len(given) == 1 and "code" in given:  # already a code: only salt it for the log
+            return kwargs, np.asarray(encode(code=given["code"], salted=True), np.uint8).tobytes()
         raw = encode(**given, query_modality=kwargs.get("query_modality", "text"))
         rest = {key: v for key, v in kwargs.items() if key not in _QUERY_KEYS}
         salted = encode(code=raw, salted=True)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import DecryptionError, IntegrityError, MonitorError
 
@@ -105,7 +105,8 @@ class QueryLog:
 
     ``path=None`` keeps the log in memory (simulations, tests). ``seal``/``unseal`` turn a
     line's bytes into an opaque token and back (the store passes its own sealing functions);
-    sealed lines are written as hex. Existing lines are never rewritten.
+    sealed lines are written as hex. Existing lines are never rewritten. The file stays open for
+    appending (each append is flushed) until :meth:`close`.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class QueryLog:
         self._unseal = unseal
         self._memory: list[QueryEvent] = []
         self._lock = threading.Lock()
+        self._fh: BinaryIO | None = None
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -150,9 +152,17 @@ class QueryLog:
                 if self._seal is not None:
                     raw = b"s" + self._seal(raw).hex().encode("ascii")
                 lines.append(raw + b"\n")
-            with open(self._path, "ab") as fh:
-                fh.write(b"".join(lines))
-                fh.flush()
+            if self._fh is None or self._fh.closed:
+                self._fh = open(self._path, "ab")  # noqa: SIM115 - kept open across appends; see close()
+            self._fh.write(b"".join(lines))
+            self._fh.flush()
+
+    def close(self) -> None:
+        """Close the append handle (a later append reopens it)."""
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def __iter__(self) -> Iterator[QueryEvent]:
         return self.events()

@@ -126,6 +126,10 @@ class StoreMonitor:
         tmp.write_text(json.dumps(self.guard.state_dict()), "utf-8")
         os.replace(tmp, self.state_path)
 
+    def close(self) -> None:
+        """Close the query log's file handle (the store calls this on close)."""
+        self.log.close()
+
     # ------------------------------------------------------------------ search path
     def before_search(self, principal: str, k: int) -> int:
         """Raise BlockedError/ThrottledError, or return the k the search may use."""
