@@ -39,6 +39,7 @@ subclass also inherits the builtin that matches its meaning, so ``except ValueEr
     │   ├── ThrottledError                         the guard slowed this principal down
     │   └── BlockedError                           the guard blocked this principal
     ├── PolicyError (ValueError)                   a record-level policy expression does not parse
+    ├── WorkerError (RuntimeError)                 a batch-ingest encoding worker died or failed
     └── MonitorError (ValueError)                  anomaly detector misuse (too little history, other store)
 
 Messages never contain secrets, keys, tokens, raw queries or raw item ids of protected
@@ -84,6 +85,7 @@ __all__ = [
     "StoreNotFoundError",
     "ThrottledError",
     "VideoDecodeError",
+    "WorkerError",
 ]
 
 
@@ -229,6 +231,10 @@ class BlockedError(PermissionDeniedError):
 
 class PolicyError(SecureCMRError, ValueError):
     """A record-level policy expression does not parse or names unknown fields."""
+
+
+class WorkerError(SecureCMRError, RuntimeError):
+    """An encoding worker of a batch ingest died or failed; the job can be resumed."""
 
 
 class MonitorError(SecureCMRError, ValueError):
