@@ -114,12 +114,49 @@ def register(app: typer.Typer) -> None:
         store: Path,
         name: str,
         manifest: Path,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 256,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", help="default 256; batch mode 128")
+        ] = None,
         store_content: Annotated[bool, typer.Option("--store-content")] = False,
+        workers: Annotated[
+            int | None, typer.Option("--workers", help="batch mode: encoding processes (0: this one)")
+        ] = None,
+        engine: Annotated[str | None, typer.Option("--engine", help="batch mode: process | ray")] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="batch mode: resume an interrupted job")
+        ] = False,
+        rejects: Annotated[
+            Path | None,
+            typer.Option("--rejects", help="batch mode: rejects file (default MANIFEST.rejects.jsonl)"),
+        ] = None,
     ) -> None:
-        """Ingest a JSONL manifest (id, text, image, video, labels, attrs, ref). All or nothing."""
+        """Ingest a JSONL manifest (id, text, image, video, labels, attrs, ref). All or nothing, unless
+        --workers/--engine/--resume/--rejects ask for batch mode: parallel encoding, one transaction
+        per batch under a job journal (resumable), bad lines to a rejects file."""
         from .._progress import progress
 
+        if workers is not None or engine is not None or resume or rejects is not None:
+            from ..ingest import ingest as batch_ingest
+
+            with _open(store) as s:
+                target = _session_collection(s, name) or s.collection(name)
+                rep = batch_ingest(
+                    target,
+                    manifest,
+                    workers=workers,
+                    engine=engine or "process",
+                    batch_size=batch_size,
+                    resume=resume,
+                    store_content=store_content,
+                    rejects=rejects,
+                )
+            typer.echo(
+                f"ingested {rep.added} items into {name} ({rep.items_per_s:.1f} items/s, {rep.workers} "
+                f"workers, {rep.engine}); {rep.resumed_batches} of {rep.batches} batches were already "
+                f"stored; {rep.rejected} lines rejected (see {rep.rejects_path})"
+            )
+            return
+        batch_size = 256 if batch_size is None else batch_size
         items = read_manifest(manifest)
         with _open(store) as s:
             # with SECURECMR_TOKEN the insert is checked and audited as that user (access)
