@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .._lazy import require
-from ..errors import ConfigurationError, IndexUnavailableError
+from ..errors import ConfigurationError, IndexUnavailableError, SecureCMRError
 from ._base import sort_results
 
 __all__ = ["INDEX_TYPES", "TOKEN_ENV", "MilvusConnection", "MilvusIndex", "milvus_names", "row_keys"]
@@ -348,6 +348,8 @@ class MilvusIndex:
                 raise
             self._degrade("unreachable from this read-only opener")
             return False
+        except SecureCMRError:
+            raise
         except Exception as exc:
             if not self._readonly:
                 raise IndexUnavailableError(
