@@ -293,14 +293,13 @@ class QueryAnomalyDetector:
         return flat
 
     def _forest_score_one(self, z: np.ndarray) -> np.ndarray:
-        """:meth:`_forest_scores` for one row: each node's branch is decided at once, then the
-        walk from the roots is ``tree_depth_`` gathers (the guard scores one window at a time)."""
+        """:meth:`_forest_scores` for one row (the guard scores one window at a time): all trees
+        step down together, ``tree_depth_`` steps, leaves stepping onto themselves."""
         feat, thr, left, right, leaf = self._flat_forest()
-        child = np.where(z[feat] <= thr, left, right)
         T, N = self.tree_feature_.shape
         node = np.arange(T, dtype=np.int64) * N
         for _ in range(self.tree_depth_):
-            node = child[node]
+            node = np.where(z[feat[node]] <= thr[node], left[node], right[node])
         depth = float(leaf[node].sum())
         return np.array([2.0 ** (-depth / self.forest_norm_)], dtype=np.float64)
 
