@@ -180,20 +180,27 @@ def _image_config() -> dict[str, Any]:
     }
 
 
-def _is_current(directory: Path, int8: bool) -> bool:
+def _stale_reason(directory: Path, int8: bool) -> str | None:
+    """Why ``directory`` needs a (re-)export, or ``None`` when it holds a verified, current export."""
     try:
         manifest = read_manifest(directory)
         report = verify_models(directory)
-    except ModelError:
-        return False
-    if any(v != "ok" for v in report.values()):
-        return False
-    if manifest.get("securecmr_export_version") != EXPORT_VERSION:
-        return False
-    return not int8 or all(manifest["models"].get(k, {}).get("int8") for k in ("text", "image"))
+    except ModelError as exc:
+        return str(exc).split(";")[0]
+    bad = sorted(name for name, state in report.items() if state != "ok")
+    if bad:
+        return f"{', '.join(bad)} do not match the manifest"
+    found = manifest.get("securecmr_export_version")
+    if found != EXPORT_VERSION:
+        return f"the models in {directory} are export version {found}, this securecmr builds {EXPORT_VERSION}"
+    if int8 and not all(manifest.get("models", {}).get(k, {}).get("int8") for k in ("text", "image")):
+        return "the int8 models were not exported"
+    return None
 
 
-EXPORT_VERSION = 5
+# Bump when the exported files change, so that older exports (and the test cache) are rebuilt.
+# 6: int8 text graph with quantised attention projections, FastGelu, unfused Add + LayerNormalization.
+EXPORT_VERSION = 6
 
 
 def export_models(
@@ -211,9 +218,12 @@ def export_models(
     """
     directory = resolve_dir(model_dir)
     step: Step = on_step or (lambda _msg: None)
-    if not force and _is_current(directory, int8):
+    reason = None if force else _stale_reason(directory, int8)
+    if not force and reason is None:
         step(f"models in {directory} are already exported and verified")
         return directory
+    if reason is not None and (directory / "manifest.json").exists():
+        step(f"re-exporting: {reason}")
     directory.mkdir(parents=True, exist_ok=True)
     torch = _torch()
     with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as tmp_name:
