@@ -45,7 +45,7 @@ def test_eval_manifest_json_and_plot(tmp_path: Path, protocol: str) -> None:
         [
             "manifest", "--data", str(data), "--method", "supervised", "--bits", "16,32",
             "--protocol", protocol, "--json", str(out_json), "--plot", str(out_png),
-            "--param", "anchors=64", "--param", "max_iter=20", "--param", "reg=0.0001",
+            "--param", "anchors=64", "--param", "max_iter=20", "--param", "reg=0.0001", "--param", "gamma=1",
         ]
     )  # fmt: skip
     assert "MAP i->t" in output and f"protocol={protocol}" in output

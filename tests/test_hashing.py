@@ -25,8 +25,8 @@ from securecmr.eval import mean_average_precision
 FAST: dict[str, dict[str, object]] = {
     "cca": {},
     "cca-itq": {},
-    "supervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4},
-    "unsupervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "n_clusters": 6},
+    "supervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "gamma": 1.0},
+    "unsupervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "gamma": 1.0, "n_clusters": 6},
     "zero-shot": {"dim": None},
 }
 TRAINED = ("cca", "cca-itq", "supervised", "unsupervised")

@@ -94,9 +94,13 @@ class KernelHead(Head):
         b2: np.ndarray,
         sqrt: bool,
         mean: np.ndarray | None = None,
+        rank_classes: np.ndarray | None = None,
     ) -> KernelHead:
         """Write the ONNX graph ``act(rbf(f(x)) @ w1 + b1) @ w2 + b2`` (``mean`` centres the rbf features
-        before ``w1``). ``activation`` is ``softmax``, ``sigmoid`` or ``none``. Needs the ``onnx`` package."""
+        before ``w1``). ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
+        the output is ``b2 - rank[:, rank_classes]`` where ``rank[c]`` counts the classes scored above
+        class ``c`` (0 = the top class) and ``w2`` is unused; bit ``j`` is then "class
+        ``rank_classes[j]`` is among the top ``b2[j] + 0.5``". Needs the ``onnx`` package."""
         onnx = require("onnx", extra="train")
         helper, tp = onnx.helper, onnx.TensorProto
         nph = require("onnx.numpy_helper", package="onnx", extra="train")
@@ -111,7 +115,6 @@ class KernelHead(Head):
             nph.from_array(np.array([1], dtype=np.int64), "axis1"),
             nph.from_array(np.asarray(w1, dtype=f32), "w1"),
             nph.from_array(np.asarray(b1, dtype=f32).reshape(1, -1), "b1"),
-            nph.from_array(np.asarray(w2, dtype=f32), "w2"),
             nph.from_array(np.asarray(b2, dtype=f32).reshape(1, -1), "b2"),
         ]
         nodes = []
@@ -150,13 +153,32 @@ class KernelHead(Head):
             nodes.append(helper.make_node("Sigmoid", ["h1"], ["h"]))
         elif activation == "none":
             nodes.append(helper.make_node("Identity", ["h1"], ["h"]))
+        elif activation == "rank":
+            if rank_classes is None:
+                raise ValueError("activation='rank' needs rank_classes")
+            inits += [
+                nph.from_array(np.array([1], dtype=np.int64), "ax_1"),
+                nph.from_array(np.array([2], dtype=np.int64), "ax_2"),
+                nph.from_array(np.asarray(rank_classes, dtype=np.int64), "rank_classes"),
+            ]
+            nodes += [
+                helper.make_node("Unsqueeze", ["h1", "ax_1"], ["h_row"]),  # (n, 1, C): z[c']
+                helper.make_node("Unsqueeze", ["h1", "ax_2"], ["h_col"]),  # (n, C, 1): z[c]
+                helper.make_node("Greater", ["h_row", "h_col"], ["above"]),  # z[c'] > z[c]
+                helper.make_node("Cast", ["above"], ["above_f"], to=tp.FLOAT),
+                helper.make_node("ReduceSum", ["above_f", "ax_2"], ["rank"], keepdims=0),
+                helper.make_node("Gather", ["rank", "rank_classes"], ["rank_sel"], axis=1),
+                helper.make_node("Sub", ["b2", "rank_sel"], ["y"]),
+            ]
         else:
             raise ValueError(f"unknown activation {activation!r}")
-        nodes += [
-            helper.make_node("MatMul", ["h", "w2"], ["y0"]),
-            helper.make_node("Add", ["y0", "b2"], ["y"]),
-        ]
-        in_dim, out_dim = int(anchors.shape[1]), int(np.asarray(w2).shape[1])
+        if activation != "rank":
+            inits.append(nph.from_array(np.asarray(w2, dtype=f32), "w2"))
+            nodes += [
+                helper.make_node("MatMul", ["h", "w2"], ["y0"]),
+                helper.make_node("Add", ["y0", "b2"], ["y"]),
+            ]
+        in_dim, out_dim = int(anchors.shape[1]), int(np.asarray(b2).reshape(-1).shape[0])
         graph = helper.make_graph(
             nodes,
             "securecmr_hash_head",

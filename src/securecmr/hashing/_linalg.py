@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cca", "expand", "hash_centres", "itq_rotation", "rbf_features", "rbf_gamma"]
+__all__ = [
+    "cca",
+    "expand",
+    "hash_centres",
+    "itq_rotation",
+    "rank_code",
+    "rank_layout",
+    "rbf_features",
+    "rbf_gamma",
+]
 
 
 def _inv_sqrt(c: np.ndarray) -> np.ndarray:
@@ -75,14 +84,33 @@ def rbf_features(x: np.ndarray, anchors: np.ndarray, gamma: float) -> np.ndarray
 
 
 def hash_centres(n_classes: int, bits: int, seed: int) -> np.ndarray:
-    """One ±1 code per class. Rows of a Sylvester-Hadamard matrix (all pairwise distances bits/2,
-    as the hash centres of Yuan et al., CVPR 2020) when ``bits`` is a power of two larger than the
-    number of classes, else balanced seeded random codes."""
+    """One ±1 code per class. Seeded distinct rows (never the all-ones row) of a Sylvester-Hadamard
+    matrix, so all pairwise distances are bits/2 (the hash centres of Yuan et al., CVPR 2020), when
+    ``bits`` is a power of two larger than the number of classes, else balanced seeded random codes.
+    Rows are drawn at random rather than taken in order because the first rows of a long Sylvester
+    matrix repeat a shorter one, which would make a 64-bit mixture code a copy of a 16-bit one."""
+    rng = np.random.default_rng(seed)
     if bits & (bits - 1) == 0 and n_classes <= bits - 1:
         h = np.array([[1.0]])
         while h.shape[0] < bits:
             h = np.block([[h, h], [h, -h]])
-        return np.asarray(h[1 : n_classes + 1])
-    rng = np.random.default_rng(seed)
+        return np.asarray(h[1 + rng.permutation(bits - 1)[:n_classes]])
     base = np.tile(np.array([1.0, -1.0]), bits // 2)
     return np.stack([rng.permutation(base) for _ in range(n_classes)])
+
+
+def rank_layout(class_counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bits of a rank code: bit ``j`` stands for "class ``classes[j]`` is among the query's top
+    ``levels[j] + 1`` classes". Bits fill level 0 (top-1) for every class, then level 1 (top-2), ...;
+    a partial level covers the most frequent classes first; past level ``C - 2`` the levels repeat."""
+    c = len(class_counts)
+    order = np.argsort(-np.asarray(class_counts), kind="stable")
+    j = np.arange(bits)
+    return order[j % c].astype(np.int64), ((j // c) % max(c - 1, 1)).astype(np.int64)
+
+
+def rank_code(scores: np.ndarray, classes: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``levels + 0.5 - rank[:, classes]`` (rank 0 = highest score; > 0 where the class is within the
+    level): the numpy twin of the ONNX ``rank`` head."""
+    rank = (scores[:, None, :] > scores[:, :, None]).sum(axis=2)
+    return np.asarray(levels[None, :] + 0.5 - rank[:, classes], dtype=np.float64)

@@ -1,17 +1,29 @@
 """``supervised``: two-step label-embedding hashing with kernel hash functions.
 
-Step 1 (target codes): every class gets a hash centre, a row of a Hadamard matrix (pairwise
-Hamming distance ``bits / 2``; the hash centres of Central Similarity Quantization, Yuan et al.,
-CVPR 2020); an item's target code is the sign of the sum of its labels' centres (multi-label: the
-label-embedding codes of SePH / LCMFH-style methods). These are the learned database codes
-(``train_codes_``) of the ``learned-db`` protocol.
+Step 1 (target codes, the learned database codes ``train_codes_`` of the ``learned-db`` protocol):
+every class gets a fixed binary code and an item's target code follows its labels, so the Hamming
+ranking of the database is a ranking of classes. Two codings (``code="auto"`` picks ``rank`` for
+single-label data when ``bits >= number of classes``, else ``centres``):
+
+* ``rank``: bit ``(level k, class c)`` is "class c is among the top k + 1 classes"; a class's code is
+  its indicator repeated at every level. The Hamming distance from a query's code to the code of
+  class ``c`` then falls with the rank of ``c`` in the query's class scores (exactly, for the
+  ``bits // C`` levels the code holds), so longer codes carry more of the class ranking. This is
+  label-embedding hashing in the line of SePH (Lin et al., CVPR 2015) and of discrete latent-factor
+  methods (DLFH, Jiang & Li, TIP 2019), with the embedding fixed by the label ranking instead of
+  learned.
+* ``centres``: hash centres, seeded rows of a Hadamard matrix (pairwise distance ``bits / 2``; Central
+  Similarity Quantization, Yuan et al., CVPR 2020); an item's code is the sign of the sum of its
+  labels' centres (multi-label).
 
 Step 2 (hash functions, as in two-step hashing, Lin et al., ICCV 2013): per modality, RBF kernel
 features on anchor points (the kernel trick of SePH / KSH; signed square root first for histogram
 features) and a softmax (single-label) or sigmoid (multi-label) logistic regression trained with
-torch L-BFGS; the hash function is ``sign(p(labels | x) @ centres)``, so the Hamming distance to each
-class centre follows the predicted class probabilities. The L2 strength is picked on a held-out
-fifth of the training rows when ``reg="auto"``.
+torch L-BFGS; the hash function is the class ranking (``rank``) or ``sign(p(labels | x) @ centres)``
+(``centres``) of the predicted scores. The L2 strength and the kernel width are picked on a held-out
+fifth of the training rows when ``reg="auto"`` / ``gamma="auto"`` (score: mean reciprocal rank of the
+true class, which is what the Hamming ranking follows). The heads are ONNX graphs (no torch at
+encode time).
 
 Semi-supervised: rows without labels (``-1`` ids or all-zero multi-hot rows) are pseudo-labelled by
 the average of both modalities' classifiers when it is confident (``>= pseudo_threshold``) and the
@@ -27,13 +39,15 @@ import numpy as np
 from ..errors import ConfigurationError, InputError
 from ._base import BaseHasher, pack_signs
 from ._heads import KernelHead, signed_sqrt
-from ._linalg import hash_centres, rbf_features, rbf_gamma
+from ._linalg import hash_centres, rank_code, rank_layout, rbf_features, rbf_gamma
 from ._train import KernelClassifier, fit_classifier
 from ._validation import check_labels, labelled_mask
 
 __all__ = ["SupervisedHasher", "fit_kernel_classifier"]
 
 _REG_GRID = (1e-5, 1e-4, 1e-3)
+_GAMMA_GRID = (0.5, 1.0, 2.0, 4.0)
+_CODES = ("auto", "rank", "centres")
 
 
 def _auto_sqrt(flag: bool | str, x: np.ndarray) -> bool:
@@ -59,33 +73,59 @@ def fit_kernel_classifier(
     reg: float | str,
     max_iter: int,
     seed: int,
+    gamma: float | str = 1.0,
 ) -> KernelClassifier:
-    """RBF anchor features + (multi-label) logistic regression; ``reg="auto"`` picks the L2 strength on
-    a held-out fifth of the rows."""
+    """RBF anchor features + (multi-label) logistic regression. ``gamma`` scales the kernel width
+    heuristic (``1 / mean squared distance``); ``reg="auto"`` / ``gamma="auto"`` pick the L2 strength /
+    the scale on a held-out fifth of the rows."""
     rng = np.random.default_rng(seed)
     z = signed_sqrt(x) if sqrt else x
     anchors = z[rng.choice(len(z), size=min(n_anchors, len(z)), replace=False)]
-    gamma = rbf_gamma(z, anchors)
-    k = rbf_features(z, anchors, gamma)
-    if reg == "auto":
+    base_gamma = rbf_gamma(z, anchors)
+    regs = _REG_GRID if reg == "auto" else (float(reg),)
+    scales = _GAMMA_GRID if gamma == "auto" else (float(gamma),)
+    reg_value, scale = regs[0], scales[0]
+    if len(regs) * len(scales) > 1:
         order = rng.permutation(len(z))
         n_val = max(len(z) // 5, 1)
         val, tr = order[:n_val], order[n_val:]
-        scores = []
-        for r in _REG_GRID:
-            w, b = fit_classifier(k[tr], y[tr], multilabel=multilabel, reg=r, max_iter=max_iter, seed=seed)
-            clf = KernelClassifier(anchors, gamma, w, b, False, multilabel)
-            scores.append(_held_out_score(clf.probs(z[val]), y[val]))
-        reg_value = _REG_GRID[int(np.argmax(scores))]
-    else:
-        reg_value = float(reg)
+        best = -1.0
+        for sc in scales:
+            k = rbf_features(z, anchors, base_gamma * sc)
+            for r in regs:
+                w, b = fit_classifier(
+                    k[tr], y[tr], multilabel=multilabel, reg=r, max_iter=max_iter, seed=seed
+                )
+                score = _held_out_score(k[val] @ w + b, y[val])
+                if score > best:
+                    best, reg_value, scale = score, r, sc
+    k = rbf_features(z, anchors, base_gamma * scale)
     w, b = fit_classifier(k, y, multilabel=multilabel, reg=reg_value, max_iter=max_iter, seed=seed)
-    clf = KernelClassifier(anchors, gamma, w, b, sqrt, multilabel)
+    clf = KernelClassifier(anchors, base_gamma * scale, w, b, sqrt, multilabel)
     clf.reg_ = reg_value  # type: ignore[attr-defined]
+    clf.gamma_scale_ = scale  # type: ignore[attr-defined]
     return clf
 
 
-def kernel_head(clf: KernelClassifier, centres: np.ndarray) -> KernelHead:
+def kernel_head(
+    clf: KernelClassifier, centres: np.ndarray | None, rank: tuple[np.ndarray, np.ndarray] | None = None
+) -> KernelHead:
+    """The ONNX hash function: the class ranking (``rank = (classes, levels)``) or ``p @ centres``."""
+    if rank is not None:
+        classes, levels = rank
+        return KernelHead.build(
+            anchors=clf.anchors,
+            gamma=clf.gamma,
+            w1=clf.weight,
+            b1=clf.bias,
+            activation="rank",
+            w2=np.zeros((clf.weight.shape[1], len(classes))),
+            b2=levels + 0.5,
+            sqrt=clf.sqrt,
+            rank_classes=classes,
+        )
+    if centres is None:
+        raise ValueError("kernel_head needs centres or a rank layout")
     return KernelHead.build(
         anchors=clf.anchors,
         gamma=clf.gamma,
@@ -102,12 +142,14 @@ class SupervisedHasher(BaseHasher):
     """Supervised (and semi-supervised) cross-modal hashing; see the module docstring.
 
     Parameters: ``bits``; ``anchors`` (RBF anchor points per modality, default 1000); ``reg`` (L2
-    strength or ``"auto"``); ``sqrt`` (signed square root of inputs: ``"auto"`` = for non-negative
-    features such as histograms); ``max_iter`` (L-BFGS iterations); ``pseudo_threshold``
-    (semi-supervised confidence); ``seed``.
+    strength or ``"auto"``); ``gamma`` (kernel width scale or ``"auto"``); ``sqrt`` (signed square root
+    of inputs: ``"auto"`` = for non-negative features such as histograms); ``max_iter`` (L-BFGS
+    iterations); ``pseudo_threshold`` (semi-supervised confidence); ``code`` (``"auto"``, ``"rank"``
+    or ``"centres"``); ``seed``.
 
-    Fitted attributes: ``image_dim_``, ``text_dim_``, ``centres_`` (±1, one row per label),
-    ``train_codes_`` (packed learned codes of the training pairs), ``reg_image_``, ``reg_text_``.
+    Fitted attributes: ``image_dim_``, ``text_dim_``, ``code_`` (the coding used), ``centres_`` (±1,
+    one row per label), ``rank_classes_`` / ``rank_levels_`` (the rank-code layout), ``train_codes_``
+    (packed learned codes of the training pairs), ``reg_image_``, ``reg_text_``.
     """
 
     method: ClassVar[str] = "supervised"
@@ -115,12 +157,14 @@ class SupervisedHasher(BaseHasher):
         "bits",
         "anchors",
         "reg",
+        "gamma",
         "sqrt",
         "max_iter",
         "pseudo_threshold",
+        "code",
         "seed",
     )
-    _fitted_arrays: ClassVar[tuple[str, ...]] = ("centres_", "train_codes_")
+    _fitted_arrays: ClassVar[tuple[str, ...]] = ("centres_", "rank_classes_", "rank_levels_", "train_codes_")
 
     def __init__(
         self,
@@ -128,26 +172,38 @@ class SupervisedHasher(BaseHasher):
         *,
         anchors: int = 1000,
         reg: float | str = "auto",
+        gamma: float | str = "auto",
         sqrt: bool | str = "auto",
         max_iter: int = 100,
         pseudo_threshold: float = 0.6,
+        code: str = "auto",
         seed: int = 0,
     ) -> None:
         self.bits = bits
         self.anchors = anchors
         self.reg = reg
+        self.gamma = gamma
         self.sqrt = sqrt
         self.max_iter = max_iter
         self.pseudo_threshold = pseudo_threshold
+        self.code = code
         self.seed = seed
 
     def _check_params(self) -> None:
-        if not isinstance(self.anchors, int) or self.anchors < 2:
+        if isinstance(self.anchors, bool) or not isinstance(self.anchors, int) or self.anchors < 2:
             raise ConfigurationError(f"anchors must be an integer >= 2, got {self.anchors!r}")
-        if self.reg != "auto" and (not isinstance(self.reg, int | float) or self.reg < 0):
-            raise ConfigurationError(f"reg must be a non-negative number or 'auto', got {self.reg!r}")
+        for name in ("reg", "gamma"):
+            value = getattr(self, name)
+            if value != "auto" and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ConfigurationError(f"{name} must be a non-negative number or 'auto', got {value!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ConfigurationError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if not 0.0 < float(self.pseudo_threshold) <= 1.0:
             raise ConfigurationError("pseudo_threshold must be in (0, 1]")
+        if self.code not in _CODES:
+            raise ConfigurationError(f"code must be one of {', '.join(_CODES)}, got {self.code!r}")
 
     def fit(self, image_features: Any, text_features: Any, labels: Any = None) -> SupervisedHasher:
         """Fit on aligned pairs with labels: (n,) class ids or (n, L) multi-hot; rows with id < 0 or an
@@ -160,6 +216,12 @@ class SupervisedHasher(BaseHasher):
         self._fit_labelled(x, t, y)
         return self
 
+    def _extra_state(self) -> dict[str, Any]:
+        return {"code": self.code_}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.code_ = str(extra["code"])
+
     def _fit_labelled(self, x: np.ndarray, t: np.ndarray, y: np.ndarray) -> None:
         mask = labelled_mask(y)
         present = y[mask].sum(axis=0) > 0
@@ -167,10 +229,23 @@ class SupervisedHasher(BaseHasher):
             raise InputError("supervised fit needs labelled rows from at least two classes")
         y = y[:, present]
         multilabel = bool((y.sum(axis=1) > 1).any())
+        n_classes, bits = y.shape[1], int(self.bits)
+        code = self.code
+        if code == "auto":
+            code = "rank" if not multilabel and bits >= n_classes else "centres"
+        if code == "rank" and multilabel:
+            raise ConfigurationError(
+                "code='rank' needs single-label data; use code='centres' for multi-label"
+            )
+        if code == "rank" and bits < n_classes:
+            raise ConfigurationError(
+                f"code='rank' needs at least one bit per class ({n_classes} classes, {bits} bits)"
+            )
         common = {
             "n_anchors": int(self.anchors),
             "multilabel": multilabel,
             "reg": self.reg,
+            "gamma": self.gamma,
             "max_iter": int(self.max_iter),
             "seed": int(self.seed),
         }
@@ -194,14 +269,27 @@ class SupervisedHasher(BaseHasher):
                 clf_x = fit_kernel_classifier(x[rows], y_aug, sqrt=sx, **common)  # type: ignore[arg-type]
                 clf_t = fit_kernel_classifier(t[rows], y_aug, sqrt=st, **common)  # type: ignore[arg-type]
                 soft = 0.5 * (clf_x.probs(x[~mask]) + clf_t.probs(t[~mask]))
-        centres = hash_centres(y.shape[1], int(self.bits), int(self.seed))
-        target = y @ centres
-        if not mask.all():
-            target[~mask] = soft @ centres
+        centres = hash_centres(n_classes, bits, int(self.seed))
+        if code == "rank":
+            classes, levels = rank_layout(y[mask].sum(axis=0), bits)
+            target = y[:, classes] - 0.5
+            if not mask.all():
+                target[~mask] = rank_code(soft, classes, levels)
+            layout: tuple[np.ndarray, np.ndarray] | None = (classes, levels)
+            self.rank_classes_, self.rank_levels_ = classes, levels
+        else:
+            target = y @ centres
+            if not mask.all():
+                target[~mask] = soft @ centres
+            layout = None
+            for stale in ("rank_classes_", "rank_levels_"):
+                if hasattr(self, stale):
+                    delattr(self, stale)
+        self.code_ = code
         self.centres_ = centres
         self.train_codes_ = pack_signs(target)
         self.reg_image_ = float(clf_x.reg_)  # type: ignore[attr-defined]
         self.reg_text_ = float(clf_t.reg_)  # type: ignore[attr-defined]
         self.image_dim_, self.text_dim_ = x.shape[1], t.shape[1]
-        self.image_head_ = kernel_head(clf_x, centres)
-        self.text_head_ = kernel_head(clf_t, centres)
+        self.image_head_ = kernel_head(clf_x, centres, layout)
+        self.text_head_ = kernel_head(clf_t, centres, layout)

@@ -44,9 +44,11 @@ class UnsupervisedHasher(SupervisedHasher):
         *,
         anchors: int = 1000,
         reg: float | str = "auto",
+        gamma: float | str = "auto",
         sqrt: bool | str = "auto",
         max_iter: int = 100,
         pseudo_threshold: float = 0.6,
+        code: str = "auto",
         seed: int = 0,
         n_clusters: int | str = "auto",
         cca_dim: int = 32,
@@ -56,9 +58,11 @@ class UnsupervisedHasher(SupervisedHasher):
             bits,
             anchors=anchors,
             reg=reg,
+            gamma=gamma,
             sqrt=sqrt,
             max_iter=max_iter,
             pseudo_threshold=pseudo_threshold,
+            code=code,
             seed=seed,
         )
         self.n_clusters = n_clusters
