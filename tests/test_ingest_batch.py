@@ -445,7 +445,7 @@ def test_cli_batch_mode_and_resume(tmp_path: Path, models_dir: Path, monkeypatch
     rej = tmp_path / "rejects.jsonl"
     code, out = _cli(["ingest", st, "c", str(m), "--workers", "1", "--resume", "--rejects", str(rej)])
     assert code == 0, out
-    assert "1 of 4 batches were already stored" in out and "1 workers" in out
+    assert "1 of 4 batches were already stored" in out and "workers=1" in out
     with securecmr.Store.open(st, passphrase=PASS) as store:
         ids = _ids(store.collection("c"))
     assert len(ids) == len(set(ids)) == n_good

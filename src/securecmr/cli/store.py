@@ -151,9 +151,9 @@ def register(app: typer.Typer) -> None:
                     rejects=rejects,
                 )
             typer.echo(
-                f"ingested {rep.added} items into {name} ({rep.items_per_s:.1f} items/s, {rep.workers} "
-                f"workers, {rep.engine}); {rep.resumed_batches} of {rep.batches} batches were already "
-                f"stored; {rep.rejected} lines rejected (see {rep.rejects_path})"
+                f"ingested {rep.added} items into {name} ({rep.items_per_s:.1f} items/s, "
+                f"workers={rep.workers}, engine={rep.engine}); {rep.resumed_batches} of {rep.batches} "
+                f"batches were already stored; {rep.rejected} lines rejected (see {rep.rejects_path})"
             )
             return
         batch_size = 256 if batch_size is None else batch_size
