@@ -210,3 +210,65 @@ def test_encoding_never_imports_torch(models_dir: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
+
+
+def test_int8_text_graph_is_fused_and_quantised(models_dir: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(models_dir / "text.int8.onnx"), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    # all six attention blocks fused with int8 Q/K/V projections; no float MatMul or Attention left
+    assert ops.count("QAttention") == 6 and "Attention" not in ops and "MatMul" not in ops
+    assert ops.count("FastGelu") == 6 and ops.count("LayerNormalization") == 12
+    assert "SkipLayerNormalization" not in ops
+
+
+def test_sessions_keep_add_layernorm_unfused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from securecmr.encoders._session import make_session
+
+    rng = np.random.default_rng(0)
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "r"], ["s"]),
+         helper.make_node("LayerNormalization", ["s", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+        "residual",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, None, 8]) for n in ("x", "r")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(gamma, "g"), numpy_helper.from_array(beta, "b")],
+    )
+    path = tmp_path / "residual.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    seen: list[object] = []
+    real = ort.InferenceSession
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("disabled_optimizers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    sess = make_session(path, num_threads=1)
+    assert seen == [["SkipLayerNormFusion"]]
+    x, r = rng.normal(size=(2, 3, 8)).astype(np.float32), rng.normal(size=(2, 3, 8)).astype(np.float32)
+    s = x + r
+    want = (s - s.mean(-1, keepdims=True)) / np.sqrt(s.var(-1, keepdims=True) + 1e-5) * gamma + beta
+    np.testing.assert_allclose(sess.run(None, {"x": x, "r": r})[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_stale_or_partial_exports_are_rebuilt(tmp_path: Path) -> None:
+    from securecmr.encoders._export import EXPORT_VERSION, _stale_reason
+    from securecmr.encoders._manifest import write_manifest
+
+    assert _stale_reason(tmp_path, False) is not None  # nothing exported yet
+    (tmp_path / "text.onnx").write_bytes(b"stand-in")
+    models = {"text": {"int8": "text.int8.onnx"}, "image": {}}
+    write_manifest(tmp_path, ["text.onnx"], models, {"securecmr_export_version": EXPORT_VERSION - 1})
+    reason = _stale_reason(tmp_path, False)
+    assert reason is not None and f"export version {EXPORT_VERSION - 1}" in reason
+    write_manifest(tmp_path, ["text.onnx"], models, {"securecmr_export_version": EXPORT_VERSION})
+    assert _stale_reason(tmp_path, False) is None
+    assert _stale_reason(tmp_path, True) == "the int8 models were not exported"  # image int8 missing
+    (tmp_path / "text.onnx").write_bytes(b"changed")
+    assert "do not match" in (_stale_reason(tmp_path, False) or "")
