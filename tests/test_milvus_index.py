@@ -14,6 +14,7 @@ pytest.importorskip("pymilvus", reason="the Milvus backend needs the 'milvus' ex
 
 from securecmr.errors import ConfigurationError
 from securecmr.index import BruteForceIndex, MilvusConnection, MilvusIndex
+from securecmr.index import _milvus as milvus_module
 from securecmr.index._milvus import row_keys
 
 BITS = 16
@@ -55,11 +56,22 @@ def _pairs(d: np.ndarray, r: np.ndarray) -> list[list]:
     ]
 
 
-@pytest.mark.parametrize("cap", [16384, 8])
+@pytest.mark.parametrize(("cap", "overfetch"), [(16384, 4096), (8, 4096), (16384, 0), (8, 0)])
 def test_exact_with_ties_filters_and_deletes(
-    conn: MilvusConnection, cap: int, monkeypatch: pytest.MonkeyPatch
+    conn: MilvusConnection, cap: int, overfetch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``cap``: Milvus' top-k cap (8 forces widening and chunked scans); ``overfetch`` 0 pushes every
+    record filter down as an expression instead of filtering an over-fetched answer."""
     monkeypatch.setattr(MilvusIndex, "max_limit", cap)
+    monkeypatch.setattr(milvus_module, "_OVERFETCH_MAX", overfetch)
+    exprs: list[str] = []
+    real_raw = MilvusIndex._raw
+
+    def recording_raw(self: MilvusIndex, queries: np.ndarray, limit: int, expr: str) -> object:
+        exprs.append(expr)
+        return real_raw(self, queries, limit, expr)
+
+    monkeypatch.setattr(MilvusIndex, "_raw", recording_raw)
     scans = []
     real_scan = MilvusIndex._scan
 
@@ -69,7 +81,7 @@ def test_exact_with_ties_filters_and_deletes(
 
     monkeypatch.setattr(MilvusIndex, "_scan", counting_scan)
     codes, keys = _data(90, seed=cap)
-    ix = _index(conn, f"cap{cap}")
+    ix = _index(conn, f"cap{cap}o{overfetch}")
     ix.sync(codes[:0], keys[:0], 0)
     ix.add(codes[:50], keys[:50])
     ix.add(codes[50:], keys[50:])
@@ -98,6 +110,8 @@ def test_exact_with_ties_filters_and_deletes(
     assert (empty[1] == -1).all()
     if cap == 8:
         assert scans, "the chunked scan was not exercised"
+    pushed = any(" in [" in e for e in exprs)
+    assert pushed == (overfetch == 0 or cap == 8)  # (with cap 8 the over-fetch gives up)
 
 
 def test_tenants_share_a_collection_but_not_results(conn: MilvusConnection) -> None:

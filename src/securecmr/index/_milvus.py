@@ -53,6 +53,7 @@ MAX_LIMIT = 16384  # Milvus' cap on top-k (and on nq) per search
 _INSERT_BATCH = 10_000
 _DELETE_BATCH = 5_000
 _QUERY_BATCH = 256
+_OVERFETCH_MAX = 4096  # a permissive filter is applied in the SDK to at most this many rows a query
 _POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 _REMOTE = ("http://", "https://", "tcp://", "grpc://", "unix:")
 
@@ -449,7 +450,9 @@ class MilvusIndex:
         modality: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``k`` rows among codes of items ``seqs`` (all when None) and of ``modality``,
-        sorted by (distance, row); the filter runs in Milvus and again here on what comes back."""
+        sorted by (distance, row). A permissive ``seqs`` set is applied by the SDK to an
+        over-fetched answer; a narrow one is pushed down to Milvus as a filter expression, and the
+        SDK filters what comes back again."""
         queries = np.ascontiguousarray(queries, dtype=np.uint8).reshape(-1, self.bits // 8)
         nq = queries.shape[0]
         dist = np.full((nq, max(k, 0)), np.iinfo(np.int32).max, dtype=np.int32)
@@ -459,9 +462,8 @@ class MilvusIndex:
             return dist, rows
         if self._degraded:
             return self._local(queries, k, mask)
-        expr = self._filter(seqs, modality)
         try:
-            found = self._exact(queries, k, expr, int(mask.sum()))
+            found = self._search_masked(queries, k, seqs, modality, mask)
         except Exception as exc:
             if self._readonly:
                 self._degrade(f"search failed ({type(exc).__name__})")
@@ -469,13 +471,7 @@ class MilvusIndex:
             raise IndexUnavailableError(
                 f"Milvus search at {_shown(self._conn.uri)} failed ({type(exc).__name__})"
             ) from None
-        for q, (d, rk) in enumerate(found):
-            pos = np.searchsorted(self._keys, rk)
-            ok = pos < self._keys.size
-            ok[ok] &= self._keys[pos[ok]] == rk[ok]
-            d, pos = d[ok], pos[ok]
-            keep = mask[pos]  # the SDK-side post-filter
-            d, pos = d[keep][:k], pos[keep][:k]
+        for q, (d, pos) in enumerate(found):
             dist[q, : d.size] = d
             rows[q, : d.size] = pos
         return sort_results(dist, rows)
@@ -489,23 +485,46 @@ class MilvusIndex:
             mask &= (self._keys & 3) == int(modality)
         return mask
 
-    def _filter(self, seqs: np.ndarray | None, modality: int | None) -> str:
-        parts = []
-        if modality is not None:
-            parts.append(f"mod == {int(modality)}")
-        if seqs is not None:
-            allowed = np.unique(np.asarray(seqs, dtype=np.int64))
-            every = np.unique(self._keys >> 2)
-            allowed = allowed[np.isin(allowed, every)]
-            denied = np.setdiff1d(every, allowed, assume_unique=True)
-            if denied.size < allowed.size:
-                if denied.size:
-                    parts.append(f"seq not in [{','.join(map(str, denied.tolist()))}]")
-            else:
-                parts.append(f"seq in [{','.join(map(str, allowed.tolist()))}]")
+    def _search_masked(
+        self, queries: np.ndarray, k: int, seqs: np.ndarray | None, modality: int | None, mask: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        base = self._where("" if modality is None else f"mod == {int(modality)}")
+        in_base = self._keys.size if modality is None else int(((self._keys & 3) == modality).sum())
+        allowed = int(mask.sum())
+        if seqs is None:
+            found_all = self._exact(queries, k, base, in_base, None, self._first_limit(k, in_base, 1.0))
+            return [f for f in found_all if f is not None]  # without give_up every query has one
+        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * queries.shape[0]
+        first = self._first_limit(k, in_base, allowed / in_base)
+        if first <= _OVERFETCH_MAX:  # cheaper than a long expression: fetch more, filter here
+            found = list(self._exact(queries, k, base, in_base, mask, first, give_up=True))
+        redo = [q for q, f in enumerate(found) if f is None]
+        if redo:
+            expr = self._filter(seqs, modality)
+            sub = self._exact(queries[redo], k, expr, allowed, mask, self._first_limit(k, allowed, 1.0))
+            for q, f in zip(redo, sub, strict=True):
+                found[q] = f
+        return [f for f in found if f is not None]
+
+    def _first_limit(self, need: int, matching: int, fraction: float) -> int:
+        want = max(4 * need, need + 32) / max(fraction, 1e-9)
+        return int(min(self.max_limit, matching, want))
+
+    def _filter(self, seqs: np.ndarray, modality: int | None) -> str:
+        parts = [] if modality is None else [f"mod == {int(modality)}"]
+        every = np.unique(self._keys >> 2)
+        allowed = np.unique(np.asarray(seqs, dtype=np.int64))
+        allowed = allowed[np.isin(allowed, every)]
+        denied = np.setdiff1d(every, allowed, assume_unique=True)
+        if denied.size < allowed.size:
+            if denied.size:
+                parts.append(f"seq not in [{','.join(map(str, denied.tolist()))}]")
+        else:
+            parts.append(f"seq in [{','.join(map(str, allowed.tolist()))}]")
         return self._where(" and ".join(parts))
 
     def _raw(self, queries: np.ndarray, limit: int, expr: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (distances, positions) as Milvus returned them, rows unknown here dropped."""
         client = self._client()
         out: list[tuple[np.ndarray, np.ndarray]] = []
         params = self._conn.search_params()
@@ -526,43 +545,68 @@ class MilvusIndex:
                 out.append((np.rint(d).astype(np.int32), rk))
         return out
 
+    def _positions(self, rk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.searchsorted(self._keys, rk)
+        ok = pos < self._keys.size
+        ok[ok] &= self._keys[pos[ok]] == rk[ok]
+        return pos, ok
+
     def _exact(
-        self, queries: np.ndarray, need: int, expr: str, matching: int
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query, the ``need`` nearest matching codes as (distances, keys) sorted by (d, key)."""
+        self,
+        queries: np.ndarray,
+        need: int,
+        expr: str,
+        matching: int,
+        post: np.ndarray | None,
+        limit: int,
+        *,
+        give_up: bool = False,
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per query, the ``need`` nearest codes matching ``expr`` (and ``post``, a mask over
+        positions applied here) as (distances, positions) sorted by (d, position). Milvus returns
+        every code nearer than the last distance it returns, so those are exact; ties at that
+        distance widen the request, and past the cap a chunked scan settles them (or, with
+        ``give_up``, the query is left as None for the caller to push the filter down)."""
         nq = queries.shape[0]
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * nq
         pending = list(range(nq))
-        limit = min(self.max_limit, matching, max(need + need // 2 + 8, 2 * need))
+        cap = min(self.max_limit, matching, _OVERFETCH_MAX if give_up else self.max_limit)
+        limit = max(1, min(limit, cap))
         while pending:
             again = []
             for q, (d, rk) in zip(pending, self._raw(queries[pending], limit, expr), strict=True):
+                pos, ok = self._positions(rk)
+                keep = ok if post is None else ok & post[np.where(ok, pos, 0)]
+                dq, pq = d[keep], pos[keep]
                 if d.size < limit or limit >= matching:  # every matching code came back
-                    out[q] = _top(d, rk, need)
+                    out[q] = _top(dq, pq, need)
                     continue
-                dmax = d.max()
-                strict = d < dmax
+                strict = dq < d.max()
                 if int(strict.sum()) >= need:  # exact below the last distance returned
-                    out[q] = _top(d[strict], rk[strict], need)
-                elif limit < min(self.max_limit, matching):
+                    out[q] = _top(dq[strict], pq[strict], need)
+                elif limit < cap:
                     again.append(q)
-                else:
-                    out[q] = self._scan(queries[q], need, expr)
+                elif not give_up:
+                    out[q] = self._scan(queries[q], need, expr, post)
             pending = again
-            limit = min(self.max_limit, matching, limit * 4)
-        return [o for o in out if o is not None]
+            limit = min(cap, limit * 4)
+        return out
 
-    def _scan(self, query: np.ndarray, need: int, expr: str) -> tuple[np.ndarray, np.ndarray]:
+    def _scan(
+        self, query: np.ndarray, need: int, expr: str, post: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive search in key-range chunks of at most ``max_limit`` rows (huge ties or ``k``)."""
-        ds, rks = [], []
+        ds, ps = [], []
         step = self.max_limit
         for i in range(0, self._keys.size, step):
             lo, hi = int(self._keys[i]), int(self._keys[min(i + step, self._keys.size) - 1])
             chunk_expr = f"{expr} and rk >= {lo} and rk <= {hi}"
             ((d, rk),) = self._raw(query.reshape(1, -1), min(step, self._keys.size - i), chunk_expr)
-            ds.append(d)
-            rks.append(rk)
-        return _top(np.concatenate(ds), np.concatenate(rks), need)
+            pos, ok = self._positions(rk)
+            keep = ok if post is None else ok & post[np.where(ok, pos, 0)]
+            ds.append(d[keep])
+            ps.append(pos[keep])
+        return _top(np.concatenate(ds), np.concatenate(ps), need)
 
     def _local(self, queries: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the local copy (used while Milvus is stale or unreachable)."""
@@ -579,9 +623,9 @@ class MilvusIndex:
         return sort_results(dist, rows)
 
 
-def _top(d: np.ndarray, rk: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((rk, d))[:need]
-    return d[order], rk[order]
+def _top(d: np.ndarray, pos: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((pos, d))[:need]
+    return d[order], pos[order]
 
 
 def row_keys(seqs: Sequence[int] | np.ndarray, mods: Sequence[int] | np.ndarray) -> np.ndarray:
