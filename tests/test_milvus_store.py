@@ -117,3 +117,21 @@ def test_bad_choices(tmp_path: Path) -> None:
         assert store.index_backend == "faiss"
     with pytest.raises(ConfigurationError, match="milvus"):
         securecmr.Store.open(tmp_path / "e", passphrase=PASS, milvus_uri=str(tmp_path / "m.db"))
+
+
+def test_cli_init_with_milvus(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from securecmr.cli.main import app
+
+    env = {"SECURECMR_PASSPHRASE": "pw-cli"}
+    st = str(tmp_path / "st")
+    res = CliRunner().invoke(app, ["store", "init", st, "--index-backend", "milvus"], env=env)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["collection", "create", st, "c", "--bits", "64"], env=env)
+    assert res.exit_code == 0, res.output
+    with securecmr.Store.open(st, passphrase="pw-cli") as store:
+        assert store.index_backend == "milvus"
+        assert isinstance(store.collection("c")._engine.index, MilvusIndex)
+    res = CliRunner().invoke(app, ["store", "init", str(tmp_path / "x"), "--index-backend", "nope"], env=env)
+    assert res.exit_code != 0

@@ -89,12 +89,24 @@ def register(app: typer.Typer) -> None:
     snap_app = typer.Typer(help="Encrypted snapshots for backups.", no_args_is_help=True)
 
     @store_app.command("init")
-    def init(store: Path) -> None:
-        """Create a new store (asks for a passphrase twice unless SECURECMR_PASSPHRASE is set)."""
+    def init(
+        store: Path,
+        index_backend: Annotated[
+            str, typer.Option("--index-backend", help="faiss, milvus or brute")
+        ] = "faiss",
+        milvus_uri: Annotated[
+            str | None,
+            typer.Option("--milvus-uri", help="Milvus Lite file or server URI (default <store>/milvus.db)"),
+        ] = None,
+    ) -> None:
+        """Create a new store (asks for a passphrase twice unless SECURECMR_PASSPHRASE is set). A
+        Milvus server token comes from SECURECMR_MILVUS_TOKEN and is never stored."""
         import securecmr
 
-        securecmr.Store.create(store, passphrase=_passphrase(confirm=True)).close()
-        typer.echo(f"created store {store}")
+        securecmr.Store.create(
+            store, passphrase=_passphrase(confirm=True), index_backend=index_backend, milvus_uri=milvus_uri
+        ).close()
+        typer.echo(f"created store {store} (index: {index_backend})")
 
     @coll_app.command("create")
     def create(
