@@ -141,6 +141,8 @@ class MilvusConnection:
             if self.timeout is not None and not self.local:
                 kwargs["timeout"] = self.timeout
             self._client = pymilvus.MilvusClient(**kwargs)
+            if self.local and os.path.exists(self.uri):
+                os.chmod(self.uri, 0o600)  # like the store's own files
         except Exception as exc:
             raise IndexUnavailableError(
                 f"cannot reach Milvus at {_shown(self.uri)} ({type(exc).__name__}); check the URI and token"
