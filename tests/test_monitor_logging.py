@@ -194,3 +194,24 @@ def test_guard_refusals_are_logged_and_a_blocked_principal_raises_no_more_alerts
     alerts = [r for r in store.audit.records() if r["action"] == "monitor.alert"]
     assert 0 < len(alerts) <= 2  # the strikes that led to the block, then silence
     store.close()
+
+
+def test_query_log_writes_lines_in_groups_and_never_loses_them_on_read_or_close(tmp_path: Path) -> None:
+    from securecmr.errors import MonitorError
+    from securecmr.monitor import QueryLog
+
+    path = tmp_path / "q.log"
+    log = QueryLog(path, flush_every=3, flush_seconds=3600.0)
+    ev = QueryEvent("p", EPOCH, "c", 5, b"\x01" * 8)
+    log.append(ev)
+    log.append(ev)
+    assert not path.exists() or path.read_bytes() == b""  # pending, not yet written
+    log.append(ev)
+    assert path.read_bytes().count(b"\n") == 3  # the third append wrote the group
+    log.append(ev)
+    assert len(log) == 4  # reading writes pending lines first
+    log.append(ev)
+    log.close()
+    assert path.read_bytes().count(b"\n") == 5
+    with pytest.raises(MonitorError):
+        QueryLog(path, flush_every=0)

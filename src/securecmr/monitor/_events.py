@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,10 @@ class QueryLog:
     ``path=None`` keeps the log in memory (simulations, tests). ``seal``/``unseal`` turn a
     line's bytes into an opaque token and back (the store passes its own sealing functions);
     sealed lines are written as hex. Existing lines are never rewritten. The file stays open for
-    appending (each append is flushed) until :meth:`close`.
+    appending until :meth:`close`; lines are written in groups of up to ``flush_every`` or after
+    ``flush_seconds``, whichever comes first (reading, :meth:`flush` and :meth:`close` write any
+    pending lines first), so a crash loses at most that many recent events. ``flush_every=1``
+    writes every event as it comes.
     """
 
     def __init__(
@@ -115,9 +119,17 @@ class QueryLog:
         *,
         seal: Callable[[bytes], bytes] | None = None,
         unseal: Callable[[bytes], bytes] | None = None,
+        flush_every: int = 1,
+        flush_seconds: float = 1.0,
     ) -> None:
         if (seal is None) != (unseal is None):
             raise MonitorError("pass both seal and unseal, or neither")
+        if flush_every < 1 or flush_seconds < 0:
+            raise MonitorError("flush_every must be >= 1 and flush_seconds >= 0")
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._pending: list[bytes] = []
+        self._last_flush = time.monotonic()
         self._path = None if path is None else Path(path)
         self._seal = seal
         self._unseal = unseal
@@ -152,14 +164,31 @@ class QueryLog:
                 if self._seal is not None:
                     raw = b"s" + self._seal(raw).hex().encode("ascii")
                 lines.append(raw + b"\n")
-            if self._fh is None or self._fh.closed:
-                self._fh = open(self._path, "ab")  # noqa: SIM115 - kept open across appends; see close()
-            self._fh.write(b"".join(lines))
-            self._fh.flush()
+            self._pending.extend(lines)
+            now = time.monotonic()
+            if len(self._pending) >= self.flush_every or now - self._last_flush >= self.flush_seconds:
+                self._write_pending(now)
+
+    def _write_pending(self, now: float | None = None) -> None:
+        """Write and flush pending lines (the caller holds the lock)."""
+        self._last_flush = time.monotonic() if now is None else now
+        if not self._pending or self._path is None:
+            return
+        if self._fh is None or self._fh.closed:
+            self._fh = open(self._path, "ab")  # noqa: SIM115 - kept open across appends; see close()
+        self._fh.write(b"".join(self._pending))
+        self._fh.flush()
+        self._pending.clear()
+
+    def flush(self) -> None:
+        """Write any pending lines to the file."""
+        with self._lock:
+            self._write_pending()
 
     def close(self) -> None:
-        """Close the append handle (a later append reopens it)."""
+        """Write pending lines and close the append handle (a later append reopens it)."""
         with self._lock:
+            self._write_pending()
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
@@ -172,6 +201,7 @@ class QueryLog:
         if self._path is None:
             yield from list(self._memory)
             return
+        self.flush()
         if not self._path.exists():
             return
         with open(self._path, "rb") as fh:
