@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -136,6 +137,18 @@ def preprocess(
     if (nh, nw) != (h, w):
         img = img.resize((nw, nh), resample=resample)
     top, left = (nh - image_size) // 2, (nw - image_size) // 2
-    crop = np.asarray(img, dtype=np.float32)[top : top + image_size, left : left + image_size]
-    norm = (crop / np.float32(255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(norm.transpose(2, 0, 1), dtype=np.float32)
+    crop = np.asarray(img)[top : top + image_size, left : left + image_size]
+    table = _normalise_table(tuple(map(float, mean)), tuple(map(float, std)))
+    out = np.empty((3, image_size, image_size), dtype=np.float32)
+    for c in range(3):  # a table look-up per channel, written straight into CHW
+        np.take(table[c], crop[:, :, c], out=out[c])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: ``(v / 255 - mean) / std`` for every uint8 value ``v``, computed with the
+    same float32 operations as normalising the image directly (so results are bit-identical)."""
+    v = np.arange(256, dtype=np.float32)[None, :]
+    m, s = np.asarray(mean, np.float32)[:, None], np.asarray(std, np.float32)[:, None]
+    return (v / np.float32(255.0) - m) / s

@@ -91,9 +91,10 @@ def _thumbnail(frame: Any) -> np.ndarray:
         raw = np.frombuffer(plane, np.uint8, count=plane.line_size * frame.height)
         y = raw.reshape(frame.height, plane.line_size)[:, : frame.width]
         y = y[:: max(1, frame.height // (4 * _THUMB_H)), :: max(1, frame.width // (4 * _THUMB_W))]
-        h, w = (y.shape[0] // _THUMB_H) * _THUMB_H, (y.shape[1] // _THUMB_W) * _THUMB_W
-        blocks = y[:h, :w].reshape(_THUMB_H, h // _THUMB_H, _THUMB_W, w // _THUMB_W)
-        return blocks.mean(axis=(1, 3)).astype(np.int16)
+        bh, bw = y.shape[0] // _THUMB_H, y.shape[1] // _THUMB_W
+        blocks = y[: bh * _THUMB_H, : bw * _THUMB_W].reshape(_THUMB_H, bh, _THUMB_W, bw)
+        # floor of the block mean, in integers (the same values as a float mean then truncation)
+        return (blocks.sum(axis=(1, 3), dtype=np.int32) // (bh * bw)).astype(np.int16)
     thumb = frame.to_ndarray(format="gray", width=_THUMB_W, height=_THUMB_H)
     return np.asarray(thumb, dtype=np.int16)
 
@@ -192,7 +193,7 @@ def iter_sampled_frames(
                 if scene_change:
                     thumb = _thumbnail(frame)
                     if prev_thumb is not None:
-                        diff = float(np.abs(thumb - prev_thumb).mean()) / 255.0
+                        diff = int(np.abs(thumb - prev_thumb).sum()) / thumb.size / 255.0
                         if diff > scene_threshold and t - last_cut >= min_scene_s:
                             cut = True
                             last_cut = t
