@@ -126,7 +126,11 @@ def ingest(
     )
     size = journal.batch_size
     rej_path = Path(rejects) if rejects is not None else path.with_name(path.name + ".rejects.jsonl")
-    rejfile = RejectsFile(rej_path, fresh=journal.fresh)
+    try:
+        rejfile = RejectsFile(rej_path, fresh=journal.fresh)
+    except BaseException:
+        journal.close()
+        raise
     n_batches = -(-n_lines // size)
     resumed = len(journal.done)
     added = 0
@@ -157,9 +161,7 @@ def ingest(
     results: Iterator[BatchResult] | None = None
     try:
         if workers == 0:
-            results = run_serial(
-                BatchEncoder(inner.hasher, inner.bits, _model_dir()), work()
-            )
+            results = run_serial(BatchEncoder(inner.hasher, inner.bits, _model_dir()), work())
         else:
             from ..store._encode import hasher_to_bytes
 
