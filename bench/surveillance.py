@@ -6,7 +6,9 @@
    segment, encode, seal and store in a salted+encrypted store collection) at the default settings
    (1 fps + scene changes, 10 s windows, int8 models) on a long 25 fps recording made from the real
    vtest.avi frames (re-encoded at 25 fps, looped to ``--long-seconds``), and per real clip
-   (vtest.avi, bikes.mp4, carphone_pristine.mp4).
+   (vtest.avi, bikes.mp4, carphone_pristine.mp4). ``cpu_realtime_factor`` = seconds of video per
+   CPU second of the process (all its threads), and ``load_average`` (1-minute, before and after)
+   say how much of the wall time was waiting for a core on a shared machine.
 2. Memory: resident set size sampled after every stored batch (2 segments) of the long file;
    ``peak_rss_mb`` is the process's high-water mark (VmHWM from /proc, models included) and
    ``rss_growth_mb`` the growth from a quarter of the way through the file (after warm-up) to the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -106,12 +109,15 @@ def ingest_speed(encoder: Any, path: Path, collection: Any, *, sample_rss: bool 
     """Ingest ``path`` into ``collection`` (segment, encode, seal, store) and time it."""
     rss: list[float] = []
     index = SurveillanceIndex(_Sampling(collection, rss), encoder, batch_items=2)
-    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     report = index.ingest(path, camera="bench", site="bench", recording_id=f"bench-{path.stem}")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n, end = report.segments, report.seconds
     out: dict[str, Any] = {"file": path.name, "video_s": round(end, 2), "wall_s": round(wall, 2),
-                           "segments": n, "realtime_factor": round(end / wall, 2)}
+                           "cpu_s": round(cpu, 2), "segments": n, "realtime_factor": round(end / wall, 2),
+                           "cpu_realtime_factor": round(end / cpu, 2),
+                           "load_average": [round(load0, 1), round(os.getloadavg()[0], 1)]}
     if sample_rss:
         warm = rss[len(rss) // 4]  # after warm-up (onnxruntime arenas, decoder buffers)
         out["rss_first_segment_mb"] = round(rss[0], 1)
@@ -225,13 +231,16 @@ def main() -> None:
         store.close()
     report["long_25fps"] = long
     report["realtime_factor"] = long["realtime_factor"]
+    report["cpu_realtime_factor"] = long["cpu_realtime_factor"]
     report["rss_growth_mb"] = long["rss_growth_mb"]
     report["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
-    print(f"{'file':<24}{'video s':>9}{'wall s':>9}{'x realtime':>12}{'segments':>10}")
+    print(f"{'file':<24}{'video s':>9}{'wall s':>9}{'x realtime':>12}{'cpu s':>8}{'x per cpu s':>13}"
+          f"{'segments':>10}{'load':>12}")
     for row in [long, *report["clips"]]:
+        load = "-".join(str(x) for x in row["load_average"])
         print(f"{row['file']:<24}{row['video_s']:>9}{row['wall_s']:>9}{row['realtime_factor']:>12}"
-              f"{row['segments']:>10}")
+              f"{row['cpu_s']:>8}{row['cpu_realtime_factor']:>13}{row['segments']:>10}{load:>12}")
     print(f"RSS: first segment {long['rss_first_segment_mb']} MB, 25% {long['rss_quarter_mb']} MB, "
           f"50% {long['rss_mid_mb']} MB, end {long['rss_end_mb']} MB (growth after warm-up "
           f"{long['rss_growth_mb']} MB); peak {report['peak_rss_mb']} MB")
