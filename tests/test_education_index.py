@@ -282,3 +282,18 @@ def test_relevance_feedback_refines_the_query(store: Any, tmp_path: Path) -> Non
 class _FakeHit:
     id, score, modality, ref = "x", 1.0, "text", None
     attrs: dict[str, Any] = {"kind": "page", "course": "c", "deck": "d", "page": 1}  # noqa: RUF012
+
+
+def test_video_with_an_unparsable_transcript_is_indexed_without_it(store: Any, tmp_path: Path) -> None:
+    index = make_index(create_course_collection(store, "material", bits=256))
+    video = make_video(tmp_path / "talk.avi", [(RED, 2.0), (BLUE, 2.0)])
+    bad = tmp_path / "talk.vtt"
+    bad.write_text("WEBVTT\n\n00:00:01.000 --> 00:00:00.500\nbackwards\n", encoding="utf-8")
+    report = index.add_lecture(course="bio-101", video=video, transcript=bad)
+    assert report.items == 2 and not report.failed
+    (problem,) = report.problems
+    assert problem.error == "SubtitleError" and "indexed without its transcript" in problem.message
+    with pytest.raises(SubtitleError):
+        index.add_lecture(
+            course="bio-101", video=video, transcript=bad, lecture="again", strict_subtitles=True
+        )

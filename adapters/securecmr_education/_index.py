@@ -397,7 +397,8 @@ class EducationIndex:
         Transcript problems (broken cues skipped, or a whole file that does not parse when a video is
         given) and video damage are listed in the report; after a damaged video the rest of the
         transcript is still indexed as text-only windows. Raises ``SubtitleError`` when only a
-        transcript is given and it does not parse, ``VideoDecodeError`` when only a video is given and
+        transcript is given and it does not parse (or any cue is broken with ``strict_subtitles=True``),
+        ``VideoDecodeError`` when only a video is given and
         no frame decodes.
         """
         course = _check_label("course", course)
@@ -422,7 +423,7 @@ class EducationIndex:
                     else read_subtitles(transcript, strict=strict_subtitles)
                 )
             except SubtitleError as exc:
-                if src is None:
+                if src is None or strict_subtitles:
                     raise
                 report.note(
                     f"line {exc.line}" if exc.line else None,
