@@ -232,6 +232,13 @@ class AuditLog:
         """Keyed, truncated hash of an item id as written in ``results``."""
         return self._fp.hexdigest(b"id:" + str(item_id).encode("utf-8"))[:_RESULT_ID_HEX]
 
+    def id_fingerprints(self, item_ids: Iterable[Any]) -> list[str]:
+        """:meth:`id_fingerprint` of each id (batched: adds of many items list every id)."""
+        n = _RESULT_ID_HEX // 2
+        return [
+            d[:n].hex() for d in self._fp.digest_many([b"id:" + str(i).encode("utf-8") for i in item_ids])
+        ]
+
     # ------------------------------------------------------------------ writing
     def _open(self) -> IO[bytes]:
         if self._fh is None or self._fh.closed:
@@ -270,7 +277,7 @@ class AuditLog:
                 "action": str(action),
                 "collection": collection,
                 "query": fp,
-                "results": [self.id_fingerprint(i) for i in result_ids],
+                "results": self.id_fingerprints(result_ids),
                 "outcome": outcome,
                 "reason": str(reason),
                 "detail": detail or {},

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import gc
+import operator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +21,10 @@ if TYPE_CHECKING:
 __all__ = ["Collection"]
 
 _QUERY_KEYS = ("text", "image", "video", "vector", "code")
+_GC_PAUSE_ITEMS = 10_000
+_ITEM_FIELDS = operator.attrgetter(
+    "id", "codes", "vectors", "text", "image", "video", "labels", "attrs", "ref"
+)
 
 
 class Collection:
@@ -80,43 +87,98 @@ class Collection:
         items = list(items)
         if not items:
             raise EmptyInputError("empty batch: give at least one item")
-        for it in items:
-            if not isinstance(it, Item):
-                raise ConfigurationError("add() takes securecmr.Item objects")
-        per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+        with _gc_paused(len(items) >= _GC_PAUSE_ITEMS):
+            return self._add(items, store_content=store_content, context=context)
+
+    def _add(self, items: list[Item], *, store_content: bool, context: Any) -> int:
+        if not set(map(type, items)) <= {Item} and not all(isinstance(it, Item) for it in items):
+            raise ConfigurationError("add() takes securecmr.Item objects")
+        ids: list[Any] = []
+        metas: list[dict[str, Any] | None] = []
+        given: dict[str, tuple[list[int], list[Any]]] = {}  # modality -> (item positions, codes)
+        slow: list[int] = []  # items with vectors or raw content to encode
+        add_id, add_meta = ids.append, metas.append
+        for i, (item_id, codes, vectors, text, image, video, labels, attrs, ref) in enumerate(
+            map(_ITEM_FIELDS, items)
+        ):
+            add_id(item_id)
+            if codes:
+                for m, c in codes.items():
+                    col = given.get(m)
+                    if col is None:
+                        col = given[m] = ([], [])
+                    col[0].append(i)
+                    col[1].append(c)
+            if vectors or text is not None or image is not None or video is not None:
+                slow.append(i)
+            if labels or attrs or ref is not None or (store_content and text is not None):
+                meta: dict[str, Any] = {
+                    "labels": [str(x) for x in labels] if labels else [],
+                    "attrs": dict(attrs) if attrs else {},
+                    "ref": ref,
+                }
+                if store_content and text is not None:
+                    meta["text"] = text
+                add_meta(meta)
+            else:
+                add_meta(None)  # no payload
+        columns = {m: self._code_column(_modality(m), *col) for m, col in given.items()}
+        if slow:
+            self._encode_slow(items, slow, columns)
+        now = self._store._now()
+        self._store._purge_collection(self._engine, now)
+        added = self._engine.add_columns(ids, columns, metas, now=now, ttl_hours=self.ttl_hours)
+        if context is None:  # operator call (sessions audit their own calls)
+            self._store._audit_op("add", collection=self.name, result_ids=ids, detail={"count": added})
+        return added
+
+    def _code_column(self, modality: str, pos: list[int], codes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, packed codes (n, bits // 8)) of precomputed codes, checked in one go."""
+        nb = self.bits // 8
+        try:
+            arr = np.asarray(codes)
+        except ValueError:  # ragged
+            arr = np.zeros(0)
+        if arr.dtype != np.uint8 or arr.ndim < 2 or arr.shape[0] != len(codes) or arr[0].size != nb:
+            arr = np.stack([self._encoders.code(modality, code=c) for c in codes])  # names the bad one
+        return np.asarray(pos, dtype=np.int64), arr.reshape(len(codes), nb)
+
+    def _encode_slow(
+        self, items: list[Item], slow: list[int], columns: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Codes from vectors (per item) and from raw text/image/video (batched per modality), for
+        the modalities an item does not already have a code for."""
+        have = {m: set(col[0].tolist()) for m, col in columns.items()}
+        extra: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         raw_batches: dict[str, list[int]] = {m: [] for m in MODALITIES}
-        for i, it in enumerate(items):
-            for m, c in (it.codes or {}).items():
-                per_item[i][_modality(m)] = self._encoders.code(m, code=c)
+        for i in slow:
+            it = items[i]
             for m, v in (it.vectors or {}).items():
-                if _modality(m) not in per_item[i]:
-                    per_item[i][m] = self._encoders.code(m, vector=v)
+                if i not in have.get(_modality(m), ()):
+                    col = extra.setdefault(m, ([], []))
+                    col[0].append(i)
+                    col[1].append(self._encoders.code(m, vector=v))
+                    have.setdefault(m, set()).add(i)
             for m in MODALITIES:
-                if getattr(it, m) is not None and m not in per_item[i]:
+                if getattr(it, m) is not None and i not in have.get(m, ()):
                     raw_batches[m].append(i)
         for m, idx in raw_batches.items():
             if idx:
                 enc = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx])
-                for i, c in zip(idx, enc, strict=True):
-                    per_item[i][m] = c
-        prepared: list[tuple[Any, dict[str, np.ndarray], dict[str, Any]]] = []
-        for it, item_codes in zip(items, per_item, strict=True):
-            meta: dict[str, Any] = {
-                "labels": [str(x) for x in it.labels],
-                "attrs": dict(it.attrs or {}),
-                "ref": it.ref,
-            }
-            if store_content and it.text is not None:
-                meta["text"] = it.text
-            prepared.append((it.id, item_codes, meta))
-        now = self._store._now()
-        self._store._purge_collection(self._engine, now)
-        added = self._engine.add(prepared, now=now, ttl_hours=self.ttl_hours)
-        if context is None:  # operator call (sessions audit their own calls)
-            self._store._audit_op(
-                "add", collection=self.name, result_ids=[it.id for it in items], detail={"count": added}
-            )
-        return added
+                col = extra.setdefault(m, ([], []))
+                col[0].extend(idx)
+                col[1].extend(np.asarray(enc, dtype=np.uint8).reshape(len(idx), -1))
+        nb = self.bits // 8
+        for m, (pos, codes) in extra.items():
+            mat = np.asarray(codes, dtype=np.uint8).reshape(len(pos), nb)
+            if m in columns:
+                old_pos, old_codes = columns[m]
+                columns[m] = (
+                    np.concatenate([old_pos, np.asarray(pos, dtype=np.int64)]),
+                    np.concatenate([old_codes, mat]),
+                )
+            else:
+                columns[m] = (np.asarray(pos, dtype=np.int64), mat)
 
     # ------------------------------------------------------------------ search
     def query_code(
@@ -210,7 +272,7 @@ class Collection:
         return self._search([q], k, modality=modality, allowed=seqs)[0]
 
     def _row_seqs(self) -> np.ndarray:
-        return np.asarray(self._engine.all_seqs(), dtype=np.int64)
+        return self._engine.live_seqs()
 
     def attribute_rows(self) -> tuple[Any, list[Any]]:
         """(AttributeTable of every item's attrs, ids) in row order, for record-level policies."""
@@ -220,7 +282,7 @@ class Collection:
         metas = self._engine.metas(seqs)
         table = AttributeTable()
         table.append([metas.get(s, {}).get("attrs", {}) for s in seqs])
-        return table, [self._engine.id_of[s] for s in seqs]
+        return table, self._engine.item_ids(seqs)
 
     def _search(
         self,
@@ -253,7 +315,7 @@ class Collection:
         )
 
     def ids(self) -> list[Any]:
-        return [self._engine.id_of[s] for s in self._engine.all_seqs()]
+        return self._engine.item_ids(self._engine.all_seqs())
 
     def delete(
         self,
@@ -303,6 +365,20 @@ class Collection:
         """Release a legal hold."""
         self._store._check_writable()
         self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), False)
+
+
+@contextlib.contextmanager
+def _gc_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector during a bulk add: the batch allocates millions of
+    short-lived objects and each collection would walk all of them (nothing cyclic is made)."""
+    was = gc.isenabled()
+    if pause and was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if pause and was:
+            gc.enable()
 
 
 def _modality(m: str) -> str:

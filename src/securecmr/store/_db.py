@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import IntegrityError
+from ._blocks import ensure_schema
 
 __all__ = ["DB_FILE", "connect"]
 
@@ -38,6 +39,7 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
             row = conn.execute("PRAGMA quick_check").fetchone()
             if row is None or row[0] != "ok":
                 raise IntegrityError(f"{DB_FILE}: the database fails its integrity check; restore a snapshot")
+        ensure_schema(conn)
     except sqlite3.DatabaseError:
         raise IntegrityError(f"{DB_FILE}: the database file is corrupted; restore a snapshot") from None
     return conn

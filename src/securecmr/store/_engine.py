@@ -1,18 +1,21 @@
-"""One collection's engine: sealed rows in SQLite, codes in an in-memory exact index rebuilt from
-the durable record on open. Search ranks items by the minimum Hamming distance over their codes,
-ties broken by insertion order."""
+"""One collection's engine: sealed row blocks in SQLite (see ``_blocks``), codes in an in-memory
+exact index loaded from a sealed segment or rebuilt from the durable blocks on open. Search ranks
+items by the minimum Hamming distance over their codes, ties broken by insertion order."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any
 
 import numpy as np
 
 from ..errors import (
+    ConfigurationError,
     DecryptionError,
     DuplicateItemError,
     EmptyInputError,
@@ -25,15 +28,27 @@ from ..errors import (
 from ..index import make_index
 from ..index._milvus import row_keys
 from ..protect._atomic import read_checked, write_checked
-from ..protect._crypto import Sealer, hkdf, keyed_hmac
+from ..protect._crypto import HmacSha256, Sealer, hkdf
 from ..protect._keyring import CollectionKeys
 from ..protect._salt import Salt
+from ._blocks import (
+    BLOCK_ROWS,
+    block_aad,
+    code_rows,
+    pack_body,
+    pack_core,
+    popcount,
+    unpack_body,
+    unpack_core,
+)
 from ._db import DB_FILE
 from ._types import MODALITIES, Hit
 
 __all__ = ["CollectionEngine"]
 
 _TAG = 16
+_EMPTY_META: dict[str, Any] = {}
+_JSON = {"separators": (",", ":")}
 
 
 class CollectionEngine:
@@ -58,30 +73,63 @@ class CollectionEngine:
         self.protection = str(config["protection"])
         self.encrypted = "encrypted" in self.protection
         self.keys = keys
-        self._hmac_key = hkdf(keys.salt, "securecmr/id-hmac")
+        self._hmac = HmacSha256(hkdf(keys.salt, "securecmr/id-hmac"))
         self.salt = Salt(keys.salt, self.bits) if "salted" in self.protection else None
         self.index = make_index(backend, self.bits, **(index_options or {}))
-        self.code_seq = np.zeros(0, dtype=np.int64)
-        self.code_mod = np.zeros(0, dtype=np.int8)
-        self.id_of: dict[int, Any] = {}
-        self.seq_of: dict[bytes, int] = {}
+        self.code_seq = np.zeros(0, dtype=np.int64)  # per index row: the item's sequence number
+        self.code_mod = np.zeros(0, dtype=np.int8)  # per index row: the code's modality
+        self._ids: list[Any] = []  # item id by sequence number (None where there is no item)
+        self._live = np.zeros(0, dtype=np.int64)  # sequence numbers of stored items, ascending
+        self._seq_of: dict[bytes, int] = {}
+        self._hm_chunks: list[tuple[bytes, np.ndarray]] = []  # (packed id HMACs, seqs) not in _seq_of yet
+        self._bids = np.zeros(0, dtype=np.int64)  # first sequence number of each block, ascending
+        self._spans = np.zeros(0, dtype=np.int64)
+        self._legacy = False  # format-1 rows (one per item) present
         self.max_codes = 1
         self.version = 0  # bumped on every add/delete: access caches policy masks by it
         self._meta_cache: dict[int, dict[str, Any]] = {}
         self.gen = 0
         self.segment_gen = -1
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
-        self._tags: dict[tuple[int, bytes], bytes] = {}
+        self._tags: dict[tuple[int, bytes], HmacSha256] = {}
         self._load()
 
     def __repr__(self) -> str:
         return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
 
     def __len__(self) -> int:
-        return len(self.id_of)
+        return int(self._live.size)
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def seq_of(self) -> dict[bytes, int]:
+        """Id HMAC -> sequence number. Loads and bulk adds only queue their HMACs; the mapping is
+        built on first use (searching never needs it)."""
+        if self._hm_chunks:
+            table = self._seq_of
+            for hm, seqs in self._hm_chunks:
+                table.update(zip([hm[i : i + 32] for i in range(0, len(hm), 32)], seqs.tolist(), strict=True))
+            self._hm_chunks = []
+        return self._seq_of
+
+    def id_hmac(self, item_id: Any) -> bytes:
+        """The keyed HMAC under which an external id is stored."""
+        return self._hmac.digest(_id_bytes(item_id))
+
+    @property
+    def id_of(self) -> Mapping[int, Any]:
+        """Sequence number -> item id (a read-only view)."""
+        return _IdView(self._ids, self._live)
+
+    def item_id(self, seq: int) -> Any:
+        return self._ids[seq]
+
+    def item_ids(self, seqs: Iterable[int]) -> list[Any]:
+        ids = self._ids
+        return [ids[s] for s in seqs]
 
     # ------------------------------------------------------------------ keys and sealing
-    def _aad(self, seq: int, field: str, kv: int) -> bytes:
+    def _aad(self, seq: int, field: str, kv: int) -> bytes:  # format-1 rows
         return f"securecmr/v1|{self.store_id}|{self.cid}|{seq}|{field}|{kv}".encode()
 
     def _sealer(self, kv: int) -> Sealer:
@@ -93,48 +141,73 @@ class CollectionEngine:
             cached = self._sealers[(kv, key)] = Sealer(hkdf(key, "securecmr/rows"))
         return cached
 
-    def _tag_key(self, kv: int) -> bytes:
-        key = self.keys.data[kv]
+    def _tagger(self, kv: int) -> HmacSha256:
+        key = self.keys.data.get(kv)
+        if key is None:
+            raise IntegrityError(f"{DB_FILE}: a row of collection {self.name!r} names an unknown key version")
         cached = self._tags.get((kv, key))
         if cached is None:
-            cached = self._tags[(kv, key)] = hkdf(key, "securecmr/tags")
+            cached = self._tags[(kv, key)] = HmacSha256(hkdf(key, "securecmr/tags"))
         return cached
 
-    def id_hmac(self, item_id: Any) -> bytes:
-        """The keyed HMAC under which an external id is stored."""
-        return keyed_hmac(self._hmac_key, _id_bytes(item_id))
+    def _block_aad(self, bid: int, span: int, n: int, kv: int, expires: float | None, field: str) -> bytes:
+        return block_aad(self.store_id, self.cid, bid, span, n, kv, expires, field)
 
-    def _seal_rows(
-        self, kv: int, rows: list[tuple[int, Any, bytes, np.ndarray, bytes, dict[str, Any]]]
-    ) -> list[tuple[bytes, bytes, bytes]]:
+    def _seal_block(
+        self, bid: int, span: int, n: int, kv: int, expires: float | None, core: bytes, body: bytes
+    ) -> tuple[bytes, bytes]:
         sealer = self._sealer(kv)
-        tagk = self._tag_key(kv)
-        rids = sealer.seal_many(
-            [_id_bytes(r[1]) for r in rows], [self._aad(r[0], "rid", kv) + r[2] for r in rows]
-        )
-        metas = sealer.seal_many(
-            [json.dumps(r[5], separators=(",", ":")).encode() for r in rows],
-            [self._aad(r[0], "meta", kv) for r in rows],
-        )
-        cores_plain = [r[4] + r[3].tobytes() for r in rows]
+        aad = self._block_aad(bid, span, n, kv, expires, "core")
         if self.encrypted:
-            cores = sealer.seal_many(cores_plain, [self._aad(r[0], "core", kv) for r in rows])
+            sealed_core = sealer.seal(core, aad)
         else:
-            cores = [
-                c + keyed_hmac(tagk, self._aad(r[0], "core", kv) + c)[:_TAG]
-                for r, c in zip(rows, cores_plain, strict=True)
-            ]
-        return list(zip(rids, cores, metas, strict=True))
+            sealed_core = core + self._tagger(kv).digest(aad + core)[:_TAG]
+        return sealed_core, sealer.seal(body, self._block_aad(bid, span, n, kv, expires, "body"))
 
-    def _open_core(self, seq: int, kv: int, blob: bytes) -> bytes:
+    def _open_block_core(
+        self, bid: int, span: int, n: int, kv: int, expires: float | None, blob: bytes
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        aad = self._block_aad(bid, span, n, kv, expires, "core")
+        try:
+            if self.encrypted:
+                plain = self._sealer(kv).open(blob, aad)
+            else:
+                plain, tag = bytes(blob[:-_TAG]), bytes(blob[-_TAG:])
+                if self._tagger(kv).digest(aad + plain)[:_TAG] != tag:
+                    raise DecryptionError("tag mismatch")
+            seqs, masks, codes = unpack_core(plain, self.bits // 8)
+        except (DecryptionError, ValueError, struct_error):
+            raise self._bad_block() from None
+        if seqs.shape[0] != n:
+            raise self._bad_block()
+        return seqs, masks, codes
+
+    def _open_block_body(
+        self, bid: int, span: int, n: int, kv: int, expires: float | None, blob: bytes
+    ) -> tuple[np.ndarray, bytes, bytes, bytes]:
+        try:
+            plain = self._sealer(kv).open(blob, self._block_aad(bid, span, n, kv, expires, "body"))
+            out = unpack_body(plain)
+        except (DecryptionError, ValueError, struct_error):
+            raise self._bad_block() from None
+        if out[0].shape[0] != n:
+            raise self._bad_block()
+        return out
+
+    def _bad_block(self) -> IntegrityError:
+        return IntegrityError(
+            f"{DB_FILE}: a block of collection {self.name!r} does not authenticate (altered or swapped); "
+            "restore a snapshot"
+        )
+
+    def _open_core(self, seq: int, kv: int, blob: bytes) -> bytes:  # format-1 rows
         if self.encrypted:
             return self._sealer(kv).open(blob, self._aad(seq, "core", kv))
         body, tag = bytes(blob[:-_TAG]), bytes(blob[-_TAG:])
-        if keyed_hmac(self._tag_key(kv), self._aad(seq, "core", kv) + body)[:_TAG] != tag:
+        if self._tagger(kv).digest(self._aad(seq, "core", kv) + body)[:_TAG] != tag:
             raise DecryptionError("tag mismatch")
         return body
 
-    # ------------------------------------------------------------------ load
     # ------------------------------------------------------------------ segment cache
     def _segment_path(self) -> Path:
         if self.directory is None:
@@ -144,19 +217,25 @@ class CollectionEngine:
     def _segment_aad(self, gen: int, kv: int) -> bytes:
         return f"securecmr/segment|{self.store_id}|{self.cid}|{gen}|{kv}".encode()
 
+    def _hmacs_in_order(self) -> bytes:
+        """The id HMACs of the stored items, in sequence order, packed."""
+        if not self._seq_of:  # every HMAC is still queued, in sequence order
+            return b"".join(hm for hm, _ in self._hm_chunks)
+        inv = {q: h for h, q in self.seq_of.items()}
+        return b"".join([inv[q] for q in self._live.tolist()])
+
     def save_segment(self) -> None:
         """Write the sealed index segment (codes, ids, HMACs) for the current generation."""
         if self.segment_gen == self.gen or self.directory is None:
             return
-        seqs = np.asarray(sorted(self.id_of), dtype=np.int64)
-        inv = {q: h for h, q in self.seq_of.items()}
+        seqs = self._live
         header = json.dumps(
             {
                 "gen": self.gen,
                 "n": int(seqs.size),
                 "m": int(self.code_seq.size),
                 "max_codes": self.max_codes,
-                "ids": [self.id_of[int(q)] for q in seqs],
+                "ids": self.item_ids(seqs.tolist()),
             }
         ).encode()
         body = b"".join(
@@ -164,7 +243,7 @@ class CollectionEngine:
                 len(header).to_bytes(8, "big"),
                 header,
                 seqs.tobytes(),
-                b"".join(inv[int(q)] for q in seqs),
+                self._hmacs_in_order(),
                 self.code_seq.tobytes(),
                 self.code_mod.tobytes(),
                 np.ascontiguousarray(self.index.codes()).tobytes(),
@@ -197,7 +276,7 @@ class CollectionEngine:
         header = json.loads(body[8 : 8 + hl])
         n, m, nb = int(header["n"]), int(header["m"]), self.bits // 8
         off = 8 + hl
-        seqs = np.frombuffer(body, np.int64, n, off)
+        seqs = np.frombuffer(body, np.int64, n, off).copy()
         off += 8 * n
         hm = body[off : off + 32 * n]
         off += 32 * n
@@ -206,53 +285,80 @@ class CollectionEngine:
         self.code_mod = np.frombuffer(body, np.int8, m, off).copy()
         off += m
         codes = np.frombuffer(body, np.uint8, m * nb, off).reshape(m, nb)
-        self.id_of = dict(zip(seqs.tolist(), header["ids"], strict=True))
-        self.seq_of = {hm[i * 32 : (i + 1) * 32]: int(seqs[i]) for i in range(n)}
+        self._set_items(seqs, header["ids"], hm)
         self.max_codes = int(header["max_codes"])
         self._fill_index(codes)
         self.segment_gen = self.gen
         return True
 
+    # ------------------------------------------------------------------ load
+    def _set_items(self, seqs: np.ndarray, ids: list[Any], hm: bytes) -> None:
+        self._live = seqs
+        table: list[Any] = [None] * (int(seqs[-1]) + 1 if seqs.size else 0)
+        for s, i in zip(seqs.tolist(), ids, strict=True):
+            table[s] = i
+        self._ids = table
+        self._seq_of, self._hm_chunks = {}, [(hm, seqs)]
+
+    def _load_block_list(self) -> None:
+        rows = self.conn.execute(
+            "SELECT bid, span FROM blocks WHERE cid=? ORDER BY bid", (self.cid,)
+        ).fetchall()
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        self._bids, self._spans = arr[:, 0].copy(), arr[:, 1].copy()
+
     def _load(self) -> None:
-        (self.gen,) = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
-        self.segment_gen = -1
-        if self._load_segment():
-            return
-        nb = self.bits // 8
-        seqs: list[int] = []
-        mods: list[int] = []
-        codes: list[bytes] = []
-        cur = self.conn.execute(
-            "SELECT seq, id_hmac, rid, core, kv FROM items WHERE cid=? ORDER BY seq", (self.cid,)
-        )
-        sealers: dict[int, Sealer] = {}
         try:
-            for seq, hm, rid, core, kv in cur:
-                sealer = sealers.get(kv) or sealers.setdefault(kv, self._sealer(kv))
-                raw = sealer.open(rid, self._aad(seq, "rid", kv) + bytes(hm))
-                body = self._open_core(seq, kv, core)
-                item_id = json.loads(raw)
-                self.id_of[seq] = item_id
-                self.seq_of[bytes(hm)] = seq
-                mask, payload = body[0], body[1:]
-                m = 0
-                for j in range(len(MODALITIES)):
-                    if mask & (1 << j):
-                        seqs.append(seq)
-                        mods.append(j)
-                        codes.append(payload[m * nb : (m + 1) * nb])
-                        m += 1
-                self.max_codes = max(self.max_codes, m)
-        except (DecryptionError, json.JSONDecodeError, UnicodeDecodeError):
-            raise IntegrityError(
-                f"{DB_FILE}: a row of collection {self.name!r} does not authenticate (altered or swapped); "
-                "restore a snapshot"
-            ) from None
+            (self.gen,) = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+            self.segment_gen = -1
+            self._legacy = (
+                self.conn.execute("SELECT 1 FROM items WHERE cid=? LIMIT 1", (self.cid,)).fetchone()
+                is not None
+            )
+            self._load_block_list()
+            if self._load_segment():
+                return
+            self._rebuild()
         except sqlite3.DatabaseError:
             raise IntegrityError(f"{DB_FILE}: the database file is corrupted; restore a snapshot") from None
-        self.code_seq = np.asarray(seqs, dtype=np.int64)
-        self.code_mod = np.asarray(mods, dtype=np.int8)
-        self._fill_index(np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, nb))
+
+    def _rebuild(self) -> None:
+        """Load every item from the durable record (format-1 rows, then blocks)."""
+        nb = self.bits // 8
+        seq_parts: list[np.ndarray] = []
+        mask_parts: list[np.ndarray] = []
+        code_parts: list[np.ndarray] = []
+        ids: list[Any] = []
+        hms: list[bytes] = []
+        if self._legacy:
+            rows = self._legacy_rows(with_meta=False)
+            seq_parts.append(np.asarray([r[0] for r in rows], dtype=np.int64))
+            mask_parts.append(np.asarray([r[3] for r in rows], dtype=np.uint8))
+            code_parts.append(np.frombuffer(b"".join(r[4] for r in rows), dtype=np.uint8).reshape(-1, nb))
+            ids.extend(r[2] for r in rows)
+            hms.extend(r[1] for r in rows)
+        cur = self.conn.execute(
+            "SELECT bid, span, n, kv, expires, core, body FROM blocks WHERE cid=? ORDER BY bid", (self.cid,)
+        )
+        for bid, span, n, kv, expires, core, body in cur:
+            seqs, masks, codes = self._open_block_core(bid, span, n, kv, expires, core)
+            bseqs, hm, ids_json, _ = self._open_block_body(bid, span, n, kv, expires, body)
+            if not np.array_equal(seqs, bseqs):
+                raise self._bad_block()
+            seq_parts.append(seqs)
+            mask_parts.append(masks)
+            code_parts.append(codes)
+            ids.extend(json.loads(ids_json))
+            hms.append(hm)
+        seqs = np.concatenate(seq_parts) if seq_parts else np.zeros(0, dtype=np.int64)
+        masks = np.concatenate(mask_parts) if mask_parts else np.zeros(0, dtype=np.uint8)
+        codes = np.concatenate(code_parts) if code_parts else np.zeros((0, nb), dtype=np.uint8)
+        if seqs.size > 1 and not bool(np.all(np.diff(seqs) > 0)):
+            raise IntegrityError(f"{DB_FILE}: collection {self.name!r} holds a row twice; restore a snapshot")
+        self._set_items(seqs, ids, b"".join(hms))
+        self.code_seq, self.code_mod = code_rows(seqs, masks, len(MODALITIES))
+        self.max_codes = max(1, int(popcount(masks).max())) if masks.size else 1
+        self._fill_index(codes)
 
     # ------------------------------------------------------------------ index hooks
     def _fill_index(self, codes: np.ndarray) -> None:
@@ -264,7 +370,7 @@ class CollectionEngine:
         elif codes.shape[0]:
             self.index.add(codes)
 
-    def _index_add(self, codes: np.ndarray, seqs: list[int], mods: list[int]) -> None:
+    def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
         if getattr(self.index, "persistent", False):
             self.index.add(codes, row_keys(seqs, mods))  # type: ignore[call-arg]
         else:
@@ -274,6 +380,67 @@ class CollectionEngine:
         commit = getattr(self.index, "commit", None)
         if commit is not None:
             commit(self.gen)
+
+    def _legacy_rows(self, *, with_meta: bool) -> list[tuple[Any, ...]]:
+        """Format-1 rows, decrypted: (seq, hmac, id, mask, codes, meta, expires, hold)."""
+        rows = []
+        cur = self.conn.execute(
+            "SELECT seq, id_hmac, rid, core, meta, kv, expires, hold FROM items WHERE cid=? ORDER BY seq",
+            (self.cid,),
+        )
+        try:
+            for seq, hm, rid, core, meta, kv, expires, hold in cur:
+                sealer = self._sealer(kv)
+                item_id = json.loads(sealer.open(rid, self._aad(seq, "rid", kv) + bytes(hm)))
+                body = self._open_core(seq, kv, core)
+                payload = json.loads(sealer.open(meta, self._aad(seq, "meta", kv))) if with_meta else None
+                rows.append((seq, bytes(hm), item_id, body[0], body[1:], payload, expires, hold))
+        except (DecryptionError, json.JSONDecodeError, UnicodeDecodeError):
+            raise IntegrityError(
+                f"{DB_FILE}: a row of collection {self.name!r} does not authenticate (altered or swapped); "
+                "restore a snapshot"
+            ) from None
+        return rows
+
+    def _to_blocks(self) -> None:
+        """Convert this collection's format-1 rows into blocks (one transaction; writers only)."""
+        if not self._legacy:
+            return
+        rows = self._legacy_rows(with_meta=True)
+        kv = self.keys.current
+        groups: list[list[tuple[Any, ...]]] = []
+        for r in rows:
+            if groups and len(groups[-1]) < BLOCK_ROWS and groups[-1][0][6] == r[6]:
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        inserts = []
+        for g in groups:
+            seqs = np.asarray([r[0] for r in g], dtype=np.int64)
+            masks = np.asarray([r[3] for r in g], dtype=np.uint8)
+            bid, span, n, expires = int(seqs[0]), int(seqs[-1] - seqs[0] + 1), len(g), g[0][6]
+            core = pack_core(seqs, masks, np.frombuffer(b"".join(r[4] for r in g), dtype=np.uint8))
+            body = pack_body(
+                seqs,
+                b"".join(r[1] for r in g),
+                json.dumps([r[2] for r in g], **_JSON).encode(),  # type: ignore[arg-type]
+                json.dumps([r[5] for r in g], **_JSON).encode(),  # type: ignore[arg-type]
+            )
+            sc, sb = self._seal_block(bid, span, n, kv, expires, core, body)
+            inserts.append((self.cid, bid, span, n, kv, expires, sc, sb))
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO holds VALUES (?,?)", [(self.cid, r[0]) for r in rows if r[7]]
+            )
+            self.conn.execute("DELETE FROM items WHERE cid=?", (self.cid,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._legacy = False
+        self._load_block_list()
 
     # ------------------------------------------------------------------ write
     def add(
@@ -286,104 +453,229 @@ class CollectionEngine:
         """Insert items (id, {modality: raw code}, meta) in one transaction; all or nothing."""
         if not prepared:
             raise EmptyInputError("empty batch: give at least one item")
+        columns: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for i, (_id, codes, _meta) in enumerate(prepared):
+            for mname, code in codes.items():
+                col = columns.setdefault(mname, ([], []))
+                col[0].append(i)
+                col[1].append(code)
         nb = self.bits // 8
-        hmacs = [self.id_hmac(p[0]) for p in prepared]
-        if len(set(hmacs)) != len(hmacs):
+        return self.add_columns(
+            [p[0] for p in prepared],
+            {
+                m: (np.asarray(pos, dtype=np.int64), np.asarray(c, dtype=np.uint8).reshape(-1, nb))
+                for m, (pos, c) in columns.items()
+            },
+            [p[2] for p in prepared],
+            now=now,
+            ttl_hours=ttl_hours,
+        )
+
+    def add_columns(
+        self,
+        ids: Sequence[Any],
+        codes: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        metas: Sequence[dict[str, Any] | None],
+        *,
+        now: float,
+        ttl_hours: float | None,
+    ) -> int:
+        """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
+        positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
+        (labels, attrs, ref, text), None for an item with none."""
+        n = len(ids)
+        if n == 0:
+            raise EmptyInputError("empty batch: give at least one item")
+        if len(metas) != n:
+            raise ConfigurationError("one payload per item is needed")
+        nb = self.bits // 8
+        hmacs = self._hmac.digest_many(map(_id_bytes, ids))
+        if len(set(hmacs)) != n:
             raise DuplicateItemError("the batch repeats an id; nothing was added")
-        if any(h in self.seq_of for h in hmacs):
+        if len(self) and not self.seq_of.keys().isdisjoint(hmacs):
             raise DuplicateItemError("an id in the batch is already stored; nothing was added")
-        kv = self.keys.current
-        (start,) = self.conn.execute("SELECT next_seq FROM collections WHERE cid=?", (self.cid,)).fetchone()
-        rows = []
-        new_seq, new_mod, new_codes = [], [], []
-        salted_all: list[dict[str, np.ndarray]] = [{} for _ in prepared]
-        for mname in MODALITIES:
-            idx = [i for i, p in enumerate(prepared) if p[1].get(mname) is not None]
-            if idx:
-                mat = np.stack([prepared[i][1][mname] for i in idx]).astype(np.uint8, copy=False)
-                if self.salt is not None:
-                    mat = self.salt.apply(mat)
-                for i, row in zip(idx, mat, strict=True):
-                    salted_all[i][mname] = row
-        for i, ((item_id, _codes, meta), hm) in enumerate(zip(prepared, hmacs, strict=True)):
-            seq = start + i
-            mask = 0
-            parts = []
-            for j, mname in enumerate(MODALITIES):
-                salted = salted_all[i].get(mname)
-                if salted is None:
-                    continue
-                mask |= 1 << j
-                parts.append(salted)
-                new_seq.append(seq)
-                new_mod.append(j)
-                new_codes.append(salted)
-            if not parts:
-                raise EmptyInputError(
-                    "an item has no text, image, video, vectors or codes; nothing was added"
+        masks = np.zeros(n, dtype=np.uint8)
+        pos_parts, mod_parts, code_parts = [], [], []
+        for j, mname in enumerate(MODALITIES):
+            if mname not in codes:
+                continue
+            pos, mat = codes[mname]
+            pos = np.asarray(pos, dtype=np.int64)
+            if mat.dtype != np.uint8 or mat.ndim != 2 or mat.shape != (pos.shape[0], nb):
+                raise ShapeError(
+                    f"{mname} codes must be packed uint8 of shape (n, {nb}) for {self.bits} bits"
                 )
-            rows.append((seq, item_id, hm, np.concatenate(parts), bytes([mask]), meta))
-        sealed = self._seal_rows(kv, rows)
+            if pos.size and (pos.min() < 0 or pos.max() >= n or np.bincount(pos, minlength=n).max() > 1):
+                raise ConfigurationError(f"bad item positions for {mname} codes")
+            masks[pos] |= np.uint8(1 << j)
+            pos_parts.append(pos)
+            mod_parts.append(np.full(pos.shape[0], j, dtype=np.int8))
+            code_parts.append(self.salt.apply(mat) if self.salt is not None else mat)
+        unknown = set(codes) - set(MODALITIES)
+        if unknown:
+            raise ConfigurationError(f"unknown modality {sorted(unknown)[0]!r}; use one of {MODALITIES}")
+        if not masks.all():
+            raise EmptyInputError("an item has no text, image, video, vectors or codes; nothing was added")
+        all_pos = np.concatenate(pos_parts)
+        all_mod = np.concatenate(mod_parts)
+        all_codes = np.concatenate(code_parts) if len(code_parts) > 1 else code_parts[0]
+        if len(pos_parts) > 1 or (all_pos.size > 1 and not bool(np.all(np.diff(all_pos) > 0))):
+            order = np.lexsort((all_mod, all_pos))  # index rows in (item, modality) order
+            all_pos, all_mod, all_codes = all_pos[order], all_mod[order], all_codes[order]
+        all_codes = np.ascontiguousarray(all_codes)
+        try:
+            ids_json = [json.dumps(list(ids[a : a + BLOCK_ROWS])).encode() for a in range(0, n, BLOCK_ROWS)]
+            metas_json = [
+                json.dumps(list(metas[a : a + BLOCK_ROWS]), **_JSON).encode()  # type: ignore[arg-type]
+                for a in range(0, n, BLOCK_ROWS)
+            ]
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
+        kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(
-                "INSERT INTO items (cid, seq, id_hmac, rid, core, meta, kv, expires) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (self.cid, r[0], r[2], s[0], s[1], s[2], kv, expires)
-                    for r, s in zip(rows, sealed, strict=True)
-                ],
-            )
+            (start,) = self.conn.execute(
+                "SELECT next_seq FROM collections WHERE cid=?", (self.cid,)
+            ).fetchone()
+            seqs = np.arange(start, start + n, dtype=np.int64)
+            bounds = np.searchsorted(all_pos, np.arange(0, n + BLOCK_ROWS, BLOCK_ROWS))
+            inserts = []
+            for b, a in enumerate(range(0, n, BLOCK_ROWS)):
+                e = min(n, a + BLOCK_ROWS)
+                core = pack_core(seqs[a:e], masks[a:e], all_codes[bounds[b] : bounds[b + 1]])
+                body = pack_body(seqs[a:e], b"".join(hmacs[a:e]), ids_json[b], metas_json[b])
+                bid = start + a
+                sc, sb = self._seal_block(bid, e - a, e - a, kv, expires, core, body)
+                inserts.append((self.cid, bid, e - a, e - a, kv, expires, sc, sb))
+            self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
             self.conn.execute(
-                "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + len(rows), self.cid)
+                "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        for r in rows:
-            self.id_of[r[0]] = r[1]
-            self.seq_of[r[2]] = r[0]
-            self.max_codes = max(self.max_codes, bin(r[4][0]).count("1"))
-        self._index_add(np.asarray(new_codes, dtype=np.uint8).reshape(-1, nb), new_seq, new_mod)
-        self.code_seq = np.concatenate([self.code_seq, np.asarray(new_seq, dtype=np.int64)])
-        self.code_mod = np.concatenate([self.code_mod, np.asarray(new_mod, dtype=np.int8)])
+        # the rows are durable: mirror them in memory
+        if len(self._ids) < start:
+            self._ids.extend([None] * (start - len(self._ids)))
+        del self._ids[start:]
+        self._ids.extend(ids)
+        if self._seq_of and not self._hm_chunks:
+            self._seq_of.update(zip(hmacs, seqs.tolist(), strict=True))
+        else:
+            self._hm_chunks.append((b"".join(hmacs), seqs))
+        self._live = np.concatenate([self._live, seqs])
+        self._bids = np.concatenate([self._bids, np.arange(start, start + n, BLOCK_ROWS, dtype=np.int64)])
+        self._spans = np.concatenate(
+            [self._spans, np.diff(np.append(np.arange(0, n, BLOCK_ROWS), n)).astype(np.int64)]
+        )
+        self.max_codes = max(self.max_codes, int(popcount(masks).max()))
+        self._index_add(all_codes, seqs[all_pos], all_mod)
+        self.code_seq = np.concatenate([self.code_seq, seqs[all_pos]])
+        self.code_mod = np.concatenate([self.code_mod, all_mod])
         self.version += 1
         self.gen += 1
         self._index_commit()
-        return len(rows)
+        return n
+
+    def _fetch_blocks(self, bids: Iterable[int], columns: str) -> list[tuple[Any, ...]]:
+        bids = sorted(set(int(b) for b in bids))
+        out: list[tuple[Any, ...]] = []
+        for i in range(0, len(bids), 500):
+            chunk = bids[i : i + 500]
+            q = (
+                f"SELECT bid, span, n, kv, expires, {columns} FROM blocks WHERE cid=? "
+                f"AND bid IN ({','.join('?' * len(chunk))})"
+            )
+            out += self.conn.execute(q, (self.cid, *chunk)).fetchall()
+        return out
+
+    def _blocks_of(self, seqs: np.ndarray) -> np.ndarray:
+        """The block (its bid) holding each sequence number; -1 where none does."""
+        pos = np.searchsorted(self._bids, seqs, side="right") - 1
+        ok = pos >= 0
+        ok[ok] &= seqs[ok] < self._bids[pos[ok]] + self._spans[pos[ok]]
+        return np.where(ok, self._bids[np.maximum(pos, 0)] if self._bids.size else -1, -1)
 
     def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
-        seqs = sorted(set(seqs))
+        seqs = sorted({int(s) for s in seqs})
         if not seqs:
             return 0
+        self._to_blocks()
         holds = self._held(seqs)
         if holds and not force:
             raise LegalHoldError(
                 f"{len(holds)} item(s) are under legal hold; release them first (nothing deleted)"
             )
-        inv = {s: h for h, s in self.seq_of.items()}
+        gone_seqs = np.asarray(seqs, dtype=np.int64)
+        bids = self._blocks_of(gone_seqs)
+        if (bids < 0).any():
+            raise IntegrityError(
+                f"{DB_FILE}: an item of collection {self.name!r} has no block; restore a snapshot"
+            )
+        kv_new = self.keys.current
+        updates, removals, erased = [], [], []
+        for bid, span, n, kv, expires, core, body in self._fetch_blocks(bids.tolist(), "core, body"):
+            bseqs, masks, codes = self._open_block_core(bid, span, n, kv, expires, core)
+            bseqs2, hm, ids_json, metas_json = self._open_block_body(bid, span, n, kv, expires, body)
+            if not np.array_equal(bseqs, bseqs2):
+                raise self._bad_block()
+            gone = np.isin(bseqs, gone_seqs)
+            erased += [bytes(hm[32 * i : 32 * i + 32]) for i in np.flatnonzero(gone).tolist()]
+            keep = ~gone
+            if not keep.any():
+                removals.append((self.cid, bid))
+                continue
+            keep_codes = np.repeat(keep, popcount(masks))
+            kept = np.flatnonzero(keep).tolist()
+            ids = json.loads(ids_json)
+            metas = json.loads(metas_json)
+            nn = len(kept)
+            new_core = pack_core(bseqs[keep], masks[keep], codes[keep_codes])
+            new_body = pack_body(
+                bseqs[keep],
+                b"".join(hm[32 * i : 32 * i + 32] for i in kept),
+                json.dumps([ids[i] for i in kept]).encode(),
+                json.dumps([metas[i] for i in kept], **_JSON).encode(),  # type: ignore[arg-type]
+            )
+            sc, sb = self._seal_block(bid, span, nn, kv_new, expires, new_core, new_body)
+            updates.append((nn, kv_new, sc, sb, self.cid, bid))
+        if len(erased) != len(seqs):
+            raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany("DELETE FROM items WHERE cid=? AND seq=?", [(self.cid, s) for s in seqs])
+            self.conn.executemany(
+                "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", updates
+            )
+            self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", removals)
+            if holds:
+                self.conn.executemany(
+                    "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in holds]
+                )
             self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
             self.conn.executemany(
                 "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
-                [(self.cid, inv[s], now, by) for s in seqs],
+                [(self.cid, h, now, by) for h in erased],
             )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        rows = np.flatnonzero(np.isin(self.code_seq, np.asarray(seqs, dtype=np.int64)))
+        rows = np.flatnonzero(np.isin(self.code_seq, gone_seqs))
         self.index.remove(rows)
         self.code_seq = np.delete(self.code_seq, rows)
         self.code_mod = np.delete(self.code_mod, rows)
+        seq_of = self.seq_of
+        for h in erased:
+            seq_of.pop(h, None)
         for s in seqs:
-            del self.seq_of[inv[s]]
-            self.id_of.pop(s, None)
+            self._ids[s] = None
             self._meta_cache.pop(s, None)
+        self._live = self._live[~np.isin(self._live, gone_seqs)]
+        if removals:
+            dead = np.isin(self._bids, np.asarray([b for _, b in removals], dtype=np.int64))
+            self._bids, self._spans = self._bids[~dead], self._spans[~dead]
         self.version += 1
         self.gen += 1
         self._index_commit()
@@ -391,40 +683,80 @@ class CollectionEngine:
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
         out = []
+        seq_of = self.seq_of
         for item_id in ids:
-            seq = self.seq_of.get(self.id_hmac(item_id))
+            seq = seq_of.get(self.id_hmac(item_id))
             if seq is None:
                 raise ItemNotFoundError("no such item in this collection; check the id (nothing was changed)")
             out.append(seq)
         return out
 
     def _held(self, seqs: list[int]) -> list[int]:
-        held = []
-        for i in range(0, len(seqs), 500):
-            chunk = seqs[i : i + 500]
-            q = f"SELECT seq FROM items WHERE cid=? AND hold=1 AND seq IN ({','.join('?' * len(chunk))})"
-            held += [r[0] for r in self.conn.execute(q, (self.cid, *chunk))]
-        return held
+        held = {r[0] for r in self.conn.execute("SELECT seq FROM holds WHERE cid=?", (self.cid,))}
+        if self._legacy:
+            held |= {
+                r[0] for r in self.conn.execute("SELECT seq FROM items WHERE cid=? AND hold=1", (self.cid,))
+            }
+        return [s for s in seqs if s in held]
 
     def set_hold(self, seqs: list[int], hold: bool) -> None:
+        self._to_blocks()
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(
-            "UPDATE items SET hold=? WHERE cid=? AND seq=?", [(int(hold), self.cid, s) for s in seqs]
-        )
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO holds VALUES (?,?)"
+                if hold
+                else "DELETE FROM holds WHERE cid=? AND seq=?",
+                [(self.cid, s) for s in seqs],
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def expired(self, now: float) -> list[int]:
-        return [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT seq FROM items WHERE cid=? AND hold=0 AND expires IS NOT NULL AND expires <= ?",
-                (self.cid, now),
-            )
-        ]
+        self._to_blocks()
+        rows = self.conn.execute(
+            "SELECT bid, span FROM blocks WHERE cid=? AND expires IS NOT NULL AND expires <= ?",
+            (self.cid, now),
+        ).fetchall()
+        if not rows:
+            return []
+        held = {r[0] for r in self.conn.execute("SELECT seq FROM holds WHERE cid=?", (self.cid,))}
+        out: list[int] = []
+        for bid, span in rows:
+            lo, hi = np.searchsorted(self._live, [bid, bid + span])
+            out += [s for s in self._live[lo:hi].tolist() if s not in held]
+        return out
 
     # ------------------------------------------------------------------ read
     def metas(self, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
-        want = [s for s in seqs if s not in self._meta_cache]
+        seqs = list(seqs)
+        cache = self._meta_cache
+        want = [s for s in seqs if s not in cache]
+        if want:
+            self._fetch_metas(want)
+            if self._legacy and any(s not in cache for s in want):
+                self._fetch_legacy_metas([s for s in want if s not in cache])
+            if any(s not in cache for s in want):  # a writer converted or rewrote blocks since we loaded
+                self._load_block_list()
+                self._fetch_metas([s for s in want if s not in cache])
+        return {s: cache[s] for s in seqs if s in cache}
+
+    def _fetch_metas(self, want: list[int]) -> None:
+        if not self._bids.size or not want:
+            return
+        wanted = set(want)
+        bids = self._blocks_of(np.asarray(sorted(wanted), dtype=np.int64))
+        cache = self._meta_cache
+        for bid, span, n, kv, expires, body in self._fetch_blocks(bids[bids >= 0].tolist(), "body"):
+            bseqs, _, _, metas_json = self._open_block_body(bid, span, n, kv, expires, body)
+            metas = json.loads(metas_json)
+            for s, meta in zip(bseqs.tolist(), metas, strict=True):
+                if s in wanted:
+                    cache[s] = _EMPTY_META if meta is None else meta
+
+    def _fetch_legacy_metas(self, want: list[int]) -> None:
         for i in range(0, len(want), 500):
             chunk = want[i : i + 500]
             q = f"SELECT seq, meta, kv FROM items WHERE cid=? AND seq IN ({','.join('?' * len(chunk))})"
@@ -438,10 +770,13 @@ class CollectionEngine:
                         f"{DB_FILE}: a payload of collection {self.name!r} does not authenticate; "
                         "restore a snapshot"
                     ) from None
-        return {s: self._meta_cache[s] for s in seqs if s in self._meta_cache}
 
     def all_seqs(self) -> list[int]:
-        return sorted(self.id_of)
+        return self._live.tolist()
+
+    def live_seqs(self) -> np.ndarray:
+        """Sequence numbers of the stored items, ascending (row order of attribute tables)."""
+        return self._live
 
     def prepare_queries(self, codes: np.ndarray) -> np.ndarray:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
@@ -460,6 +795,15 @@ class CollectionEngine:
         if k <= 0 or n_codes == 0:
             return [[] for _ in range(salted.shape[0])]
         filtered = allowed is not None or modality is not None
+        if not filtered and self.max_codes == 1:
+            # one code per item: index rows are items, already in (distance, insertion) order
+            dist, rows = self.index.search(salted, min(n_codes, k))
+            if bool((rows >= 0).all()):
+                seqs = self.code_seq[rows].tolist()
+                mods = self.code_mod[rows].tolist()
+                return [
+                    list(zip(s, d, m, strict=True)) for s, d, m in zip(seqs, dist.tolist(), mods, strict=True)
+                ]
         pushdown = filtered and hasattr(self.index, "search_filtered")  # Milvus filters server-side
         over = filtered and not pushdown
         fetch = min(n_codes, k * self.max_codes if not over else max(4 * k * self.max_codes, 64))
@@ -493,63 +837,83 @@ class CollectionEngine:
             fetch = min(n_codes, fetch * 4)
 
     def hits(self, results: list[tuple[int, int, int]]) -> list[Hit]:
-        metas = self.metas([s for s, _, _ in results])
-        bits = self.bits
+        cache = self._meta_cache
+        if any(s not in cache for s, _, _ in results):
+            self.metas([s for s, _, _ in results])
+        ids = self._ids
+        bits = float(self.bits)
         out = []
         for seq, d, m in results:
-            meta = metas.get(seq, {})
+            meta = cache.get(seq, _EMPTY_META)
             out.append(
                 Hit(
-                    id=self.id_of[seq],
-                    score=1.0 - d / bits,
-                    distance=d,
-                    modality=MODALITIES[m],
-                    labels=tuple(meta.get("labels", ())),
-                    attrs=dict(meta.get("attrs", {})),
-                    ref=meta.get("ref"),
+                    ids[seq],
+                    1.0 - d / bits,
+                    d,
+                    MODALITIES[m],
+                    tuple(meta.get("labels", ())),
+                    dict(meta.get("attrs", _EMPTY_META)),
+                    meta.get("ref"),
                 )
             )
         return out
 
     # ------------------------------------------------------------------ rotation
     def reseal(self, new_kv: int) -> None:
-        """Re-encrypt every row under data key ``new_kv`` (one transaction)."""
+        """Re-encrypt every block under data key ``new_kv`` (one transaction)."""
         self.segment_gen = -1
-        cur = self.conn.execute(
-            "SELECT seq, id_hmac, rid, core, meta, kv FROM items WHERE cid=?", (self.cid,)
-        )
+        self._to_blocks()
         updates = []
-        for seq, hm, rid, core, meta, kv in cur.fetchall():
-            s_old, s_new = self._sealer(kv), self._sealer(new_kv)
-            raw_rid = s_old.open(rid, self._aad(seq, "rid", kv) + bytes(hm))
-            raw_meta = s_old.open(meta, self._aad(seq, "meta", kv))
-            body = self._open_core(seq, kv, core)
-            if self.encrypted:
-                ncore = s_new.seal(body, self._aad(seq, "core", new_kv))
-            else:
-                ncore = body + keyed_hmac(self._tag_key(new_kv), self._aad(seq, "core", new_kv) + body)[:_TAG]
-            updates.append(
-                (
-                    s_new.seal(raw_rid, self._aad(seq, "rid", new_kv) + bytes(hm)),
-                    ncore,
-                    s_new.seal(raw_meta, self._aad(seq, "meta", new_kv)),
-                    new_kv,
-                    self.cid,
-                    seq,
-                )
+        for bid, span, n, kv, expires, core, body in self.conn.execute(
+            "SELECT bid, span, n, kv, expires, core, body FROM blocks WHERE cid=?", (self.cid,)
+        ).fetchall():
+            seqs, masks, codes = self._open_block_core(bid, span, n, kv, expires, core)
+            bseqs, hm, ids_json, metas_json = self._open_block_body(bid, span, n, kv, expires, body)
+            sc, sb = self._seal_block(
+                bid,
+                span,
+                n,
+                new_kv,
+                expires,
+                pack_core(seqs, masks, codes),
+                pack_body(bseqs, hm, ids_json, metas_json),
             )
+            updates.append((new_kv, sc, sb, self.cid, bid))
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(
-                "UPDATE items SET rid=?, core=?, meta=?, kv=? WHERE cid=? AND seq=?", updates
-            )
+            self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
 
 
+class _IdView(Mapping[int, Any]):
+    __slots__ = ("_ids", "_live")
+
+    def __init__(self, ids: list[Any], live: np.ndarray) -> None:
+        self._ids, self._live = ids, live
+
+    def __getitem__(self, seq: int) -> Any:
+        item = self._ids[seq] if 0 <= seq < len(self._ids) else None
+        if item is None:
+            raise KeyError(seq)
+        return item
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._live.tolist())
+
+    def __len__(self) -> int:
+        return int(self._live.size)
+
+
 def _id_bytes(item_id: Any) -> bytes:
-    if isinstance(item_id, bool) or not isinstance(item_id, str | int):
-        raise ShapeError("item ids must be strings or integers")
-    return json.dumps(item_id).encode()
+    """The JSON text of an id (what its HMAC covers; same bytes as ``json.dumps``)."""
+    kind = type(item_id)
+    if kind is int:
+        return int.__repr__(item_id).encode()
+    if kind is str or isinstance(item_id, str):
+        return _encode_str(item_id).encode()
+    if isinstance(item_id, int) and not isinstance(item_id, bool):
+        return int.__repr__(item_id).encode()
+    raise ShapeError("item ids must be strings or integers")

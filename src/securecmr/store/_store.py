@@ -31,6 +31,7 @@ from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
 from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring, provider_for
+from ._blocks import has_expired
 from ._collection import Collection
 from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
@@ -345,13 +346,8 @@ class Store(AccessMixin, MonitorMixin):
         self._check_writable()
         now = self._now()
         total = 0
-        for (name,) in self._conn.execute("SELECT name FROM collections WHERE 1").fetchall():
-            row = self._conn.execute(
-                "SELECT 1 FROM items i JOIN collections c ON i.cid=c.cid WHERE c.name=? AND i.hold=0 "
-                "AND i.expires IS NOT NULL AND i.expires <= ? LIMIT 1",
-                (name, now),
-            ).fetchone()
-            if row is not None:
+        for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
+            if has_expired(self._conn, cid, now):
                 total += self._purge_collection(self.collection(name)._engine, now)
         if total or not on_open:
             self._audit_op("purge", detail={"count": total})
