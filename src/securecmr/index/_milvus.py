@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +57,8 @@ _QUERY_BATCH = 256
 _OVERFETCH_MAX = 4096  # a permissive filter is applied in the SDK to at most this many rows a query
 _POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 _REMOTE = ("http://", "https://", "tcp://", "grpc://", "unix:")
+_LITE_USERS: dict[str, int] = {}  # open connections per Milvus Lite file in this process
+_LITE_LOCK = threading.Lock()
 
 
 def milvus_names(key: bytes, name: str, bits: int) -> tuple[str, str, str]:
@@ -141,8 +144,12 @@ class MilvusConnection:
             if self.timeout is not None and not self.local:
                 kwargs["timeout"] = self.timeout
             self._client = pymilvus.MilvusClient(**kwargs)
-            if self.local and os.path.exists(self.uri):
-                os.chmod(self.uri, 0o600)  # like the store's own files
+            if self.local:
+                if os.path.exists(self.uri):
+                    os.chmod(self.uri, 0o600)  # like the store's own files
+                path = os.path.realpath(self.uri)
+                with _LITE_LOCK:
+                    _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
         except Exception as exc:
             raise IndexUnavailableError(
                 f"cannot reach Milvus at {_shown(self.uri)} ({type(exc).__name__}); check the URI and token"
@@ -151,11 +158,26 @@ class MilvusConnection:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # closing a dead connection must not hide the caller's own error
-                log.debug("closing the Milvus client failed", exc_info=True)
+        if client is None:
+            return
+        try:
+            client.close()
+        except Exception:  # closing a dead connection must not hide the caller's own error
+            log.debug("closing the Milvus client failed", exc_info=True)
+        if self.local:  # stop the Milvus Lite server (and free its file lock) when its last user closes
+            path = os.path.realpath(self.uri)
+            with _LITE_LOCK:
+                left = _LITE_USERS.get(path, 1) - 1
+                if left > 0:
+                    _LITE_USERS[path] = left
+                    return
+                _LITE_USERS.pop(path, None)
+                try:
+                    from milvus_lite.server_manager import server_manager_instance
+
+                    server_manager_instance.release_server(path)
+                except Exception:
+                    log.debug("stopping the Milvus Lite server failed", exc_info=True)
 
     def search_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "HAMMING"}
