@@ -67,6 +67,10 @@ def test_open_remembers_and_rebuilds(tmp_path: Path) -> None:
 
     with securecmr.Store.open(root, passphrase=PASS, readonly=True) as store:  # readers use it too
         assert _ranking(store, [*queries, more[0].codes["image"]]) == want  # type: ignore[index]
+    from milvus_lite.server_manager import server_manager_instance
+
+    # closed stores stop their Milvus Lite servers, so another process may open the files
+    assert not [p for p in server_manager_instance._servers if p.startswith(str(tmp_path.resolve()))]
 
 
 def test_token_is_never_stored_or_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
