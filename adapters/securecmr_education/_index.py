@@ -122,7 +122,10 @@ class EduResult:
 
     def where(self) -> str:
         """``course / deck p.12``, ``course / deck p.3 figure 2`` or ``course / lecture 12:00-12:30``."""
-        head = f"{self.course} / {self.source}"
+        source = self.source or ""
+        if self.course and source.startswith(f"{self.course}/"):  # e.g. LPM lectures "bio-4/unordered/x"
+            source = source[len(self.course) + 1 :]
+        head = f"{self.course} / {source}"
         if self.start is not None and self.end is not None:
             return f"{head} {_clock(self.start)}-{_clock(self.end)}"
         if self.page is not None:
