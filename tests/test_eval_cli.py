@@ -76,6 +76,17 @@ def test_eval_manifest_with_splits_and_unsupervised(tmp_path: Path) -> None:
     report = json.loads(out_json.read_text())
     assert report["protocol"] == "out-of-sample"
     assert report["results"][0]["map_i2t"] > 0.5
+    # supervised with a dev split: what is not fixed by --param is picked on dev
+    _run(
+        [
+            "manifest", "--data", str(data), "--method", "supervised", "--bits", "16",
+            "--param", "anchors=64", "--param", "max_iter=20", "--param", "reg=0.0001",
+            "--param", "gamma=1", "--json", str(out_json),
+        ]
+    )  # fmt: skip
+    row = json.loads(out_json.read_text())["results"][0]
+    assert row["params"]["confidence"] in (0.0, 0.5) and row["params"]["reg"] == 0.0001
+    assert row["map_i2t"] > 0.8
 
 
 def test_eval_cli_errors(tmp_path: Path) -> None:

@@ -131,9 +131,51 @@ def test_code_shapes_and_dtypes(method: str, bits: int) -> None:
     if hasattr(h, "train_codes_"):
         assert h.train_codes_.shape == (80, bits // 8)
     assert h.project_image(x[:3]).shape == (3, bits)
+    emb = h.embed_text(t[:3])
+    assert emb.shape[0] == 3 and np.isfinite(emb).all()
+    if method == "supervised":  # class scores
+        assert emb.shape == (3, 4) and np.allclose(emb.sum(axis=1), 1.0, atol=1e-5)
     # bit j of the packed code is projection j > 0 (numpy.packbits order)
     p = h.project_text(t[:5])
     assert np.array_equal(np.unpackbits(h.encode_text(t[:5]), axis=1).astype(bool), p > 0)
+
+
+def test_rank_and_centre_codes(data: dict[str, np.ndarray]) -> None:
+    x, t, y = data["x"], data["t"], data["y"]
+    rank = hashing.create("supervised", bits=16, code="rank", **FAST["supervised"]).fit(x, t, y)
+    assert rank.code_ == "rank"
+    # the code's distance to each class's learned code falls with the class's rank in the scores
+    scores = rank.embed_image(data["qx"])
+    q = rank.encode_image(data["qx"])
+    class_codes = {c: rank.train_codes_[np.nonzero(y == c)[0][0]] for c in range(4)}
+    for i in range(len(q)):
+        dist = [int(np.unpackbits(q[i] ^ class_codes[c]).sum()) for c in range(4)]
+        order = np.argsort(-scores[i], kind="stable")
+        assert all(dist[order[k]] <= dist[order[k + 1]] for k in range(3))
+        assert dist[order[0]] < dist[order[1]] < dist[order[2]]  # 16 bits = 4 levels of 4 classes
+    # confidence bits: learned codes keep one code per class, hash-function codes gain score thresholds
+    conf = hashing.create("supervised", bits=32, confidence=0.5, **FAST["supervised"]).fit(x, t, y)
+    assert conf.conf_classes_.shape == (16,) and conf.rank_classes_.shape == (16,)
+    assert len({bytes(c) for c in conf.train_codes_}) == 4
+    p = conf.project_text(data["qt"])
+    scores = conf.embed_text(data["qt"])
+    assert np.allclose(p[:, 16:], scores[:, conf.conf_classes_] - conf.conf_thresholds_, atol=1e-5)
+    qi, dt = conf.encode_image(data["qx"]), conf.encode_text(data["t"])
+    assert mean_average_precision(qi, dt, data["qy"], y) > 0.85
+    with pytest.raises(ConfigurationError, match="confidence"):
+        hashing.create("supervised", bits=16, confidence=1.5).fit(x, t, y)
+    centres = hashing.create("supervised", bits=16, code="centres", **FAST["supervised"]).fit(x, t, y)
+    assert centres.code_ == "centres" and centres.centres_.shape == (4, 16)
+    qi, dt = centres.encode_image(data["qx"]), centres.encode_text(data["t"])
+    assert mean_average_precision(qi, dt, data["qy"], y) > 0.85
+    with pytest.raises(ConfigurationError, match="at least one bit per class"):
+        hashing.create("supervised", bits=8, code="rank", **FAST["supervised"]).fit(
+            x, t, np.arange(len(y)) % 12
+        )
+    with pytest.raises(ConfigurationError, match="code must be"):
+        hashing.create("supervised", bits=16, code="nope").fit(x, t, y)
+    with pytest.raises(ConfigurationError, match="gamma"):
+        hashing.create("supervised", bits=16, gamma=-1.0).fit(x, t, y)
 
 
 def test_multilabel_supervised() -> None:

@@ -88,6 +88,17 @@ class BaseHasher:
         self._check_fitted()
         return self.text_head_.forward(check_features(X, "text features", dim=self.text_dim_))
 
+    def embed_image(self, X: Any) -> np.ndarray:
+        """The real-valued learned space the image codes are quantised from (class scores for the
+        supervised heads, the projections otherwise): the float reference of the same space."""
+        self._check_fitted()
+        return self.image_head_.embed(check_features(X, "image features", dim=self.image_dim_))
+
+    def embed_text(self, X: Any) -> np.ndarray:
+        """The real-valued learned space the text codes are quantised from (see :meth:`embed_image`)."""
+        self._check_fitted()
+        return self.text_head_.embed(check_features(X, "text features", dim=self.text_dim_))
+
     def encode_image(self, X: Any) -> np.ndarray:
         """Packed uint8 codes (n, bits // 8) for image features."""
         return pack_signs(self.project_image(X))

@@ -39,6 +39,10 @@ class Head:
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """The real-valued space the codes are taken from (default: the projections themselves)."""
+        return self.forward(x)
+
     def state(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # pragma: no cover
         raise NotImplementedError
 
@@ -95,12 +99,16 @@ class KernelHead(Head):
         sqrt: bool,
         mean: np.ndarray | None = None,
         rank_classes: np.ndarray | None = None,
+        conf_classes: np.ndarray | None = None,
+        conf_thresholds: np.ndarray | None = None,
     ) -> KernelHead:
         """Write the ONNX graph ``act(rbf(f(x)) @ w1 + b1) @ w2 + b2`` (``mean`` centres the rbf features
         before ``w1``). ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
         the output is ``b2 - rank[:, rank_classes]`` where ``rank[c]`` counts the classes scored above
         class ``c`` (0 = the top class) and ``w2`` is unused; bit ``j`` is then "class
-        ``rank_classes[j]`` is among the top ``b2[j] + 0.5``". Needs the ``onnx`` package."""
+        ``rank_classes[j]`` is among the top ``b2[j] + 0.5``". ``conf_classes`` / ``conf_thresholds``
+        append confidence outputs ``softmax[:, conf_classes] - conf_thresholds`` (bit: "the class's
+        score exceeds the threshold"). Needs the ``onnx`` package."""
         onnx = require("onnx", extra="train")
         helper, tp = onnx.helper, onnx.TensorProto
         nph = require("onnx.numpy_helper", package="onnx", extra="train")
@@ -154,6 +162,7 @@ class KernelHead(Head):
         elif activation == "none":
             nodes.append(helper.make_node("Identity", ["h1"], ["h"]))
         elif activation == "rank":
+            nodes.append(helper.make_node("Softmax", ["h1"], ["h"], axis=1))
             if rank_classes is None:
                 raise ValueError("activation='rank' needs rank_classes")
             inits += [
@@ -168,8 +177,20 @@ class KernelHead(Head):
                 helper.make_node("Cast", ["above"], ["above_f"], to=tp.FLOAT),
                 helper.make_node("ReduceSum", ["above_f", "ax_2"], ["rank"], keepdims=0),
                 helper.make_node("Gather", ["rank", "rank_classes"], ["rank_sel"], axis=1),
-                helper.make_node("Sub", ["b2", "rank_sel"], ["y"]),
+                helper.make_node("Sub", ["b2", "rank_sel"], ["y_rank"]),
             ]
+            if conf_classes is not None and len(conf_classes):
+                inits += [
+                    nph.from_array(np.asarray(conf_classes, dtype=np.int64), "conf_classes"),
+                    nph.from_array(np.asarray(conf_thresholds, dtype=f32).reshape(1, -1), "conf_thr"),
+                ]
+                nodes += [
+                    helper.make_node("Gather", ["h", "conf_classes"], ["conf_sel"], axis=1),
+                    helper.make_node("Sub", ["conf_sel", "conf_thr"], ["y_conf"]),
+                    helper.make_node("Concat", ["y_rank", "y_conf"], ["y"], axis=1),
+                ]
+            else:
+                nodes.append(helper.make_node("Identity", ["y_rank"], ["y"]))
         else:
             raise ValueError(f"unknown activation {activation!r}")
         if activation != "rank":
@@ -178,12 +199,19 @@ class KernelHead(Head):
                 helper.make_node("MatMul", ["h", "w2"], ["y0"]),
                 helper.make_node("Add", ["y0", "b2"], ["y"]),
             ]
-        in_dim, out_dim = int(anchors.shape[1]), int(np.asarray(b2).reshape(-1).shape[0])
+        n_conf = 0 if conf_classes is None else len(conf_classes)
+        in_dim = int(anchors.shape[1])
+        out_dim = int(np.asarray(b2).reshape(-1).shape[0]) + (n_conf if activation == "rank" else 0)
+        n_scores = int(np.asarray(w1).shape[1])
+        nodes.append(helper.make_node("Identity", ["h"], ["p"]))
         graph = helper.make_graph(
             nodes,
             "securecmr_hash_head",
             [helper.make_tensor_value_info("x", tp.FLOAT, ["n", in_dim])],
-            [helper.make_tensor_value_info("y", tp.FLOAT, ["n", out_dim])],
+            [
+                helper.make_tensor_value_info("y", tp.FLOAT, ["n", out_dim]),
+                helper.make_tensor_value_info("p", tp.FLOAT, ["n", n_scores]),
+            ],
             initializer=inits,
         )
         model = helper.make_model(
@@ -208,6 +236,14 @@ class KernelHead(Head):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self._sess().run(["y"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float64)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """The second output ``p`` (the activation before the code map: class scores) when present."""
+        sess = self._sess()
+        if "p" not in {o.name for o in sess.get_outputs()}:
+            return self.forward(x)
+        out = sess.run(["p"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
         return np.asarray(out, dtype=np.float64)
 
     def state(self, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

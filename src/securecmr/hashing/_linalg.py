@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "CONFIDENCE_THRESHOLDS",
     "cca",
+    "confidence_layout",
     "expand",
     "hash_centres",
     "itq_rotation",
@@ -101,12 +103,36 @@ def hash_centres(n_classes: int, bits: int, seed: int) -> np.ndarray:
 
 def rank_layout(class_counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The bits of a rank code: bit ``j`` stands for "class ``classes[j]`` is among the query's top
-    ``levels[j] + 1`` classes". Bits fill level 0 (top-1) for every class, then level 1 (top-2), ...;
-    a partial level covers the most frequent classes first; past level ``C - 2`` the levels repeat."""
+    ``levels[j] + 1`` classes". Bits come in blocks of one bit per class (a partial last block covers
+    the most frequent classes first); block ``b`` (from 0) holds level ``ctz(b + 1)`` (the ruler
+    sequence 0, 1, 0, 2, 0, 1, 0, 3, ..., capped at ``C - 2``), so each deeper level of the ranking gets
+    half the bits of the one above: the top class weighs most, and a Hamming distance between two
+    codes computed by the hash functions stays dominated by whether the top classes agree."""
     c = len(class_counts)
     order = np.argsort(-np.asarray(class_counts), kind="stable")
     j = np.arange(bits)
-    return order[j % c].astype(np.int64), ((j // c) % max(c - 1, 1)).astype(np.int64)
+    block = j // c + 1
+    level = np.zeros(bits, dtype=np.int64)
+    while True:
+        even = block % 2 == 0
+        if not even.any():
+            break
+        level[even] += 1
+        block = np.where(even, block // 2, block)
+    return order[j % c].astype(np.int64), np.minimum(level, max(c - 2, 0)).astype(np.int64)
+
+
+CONFIDENCE_THRESHOLDS = (0.5, 0.25, 0.75, 0.9)
+
+
+def confidence_layout(class_counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence bits: bit ``j`` is "the score of class ``classes[j]`` exceeds ``thresholds[j]``";
+    blocks of one bit per class (most frequent first) cycle through :data:`CONFIDENCE_THRESHOLDS`."""
+    c = len(class_counts)
+    order = np.argsort(-np.asarray(class_counts), kind="stable")
+    j = np.arange(bits)
+    thr = np.asarray(CONFIDENCE_THRESHOLDS)[(j // c) % len(CONFIDENCE_THRESHOLDS)]
+    return order[j % c].astype(np.int64), thr.astype(np.float64)
 
 
 def rank_code(scores: np.ndarray, classes: np.ndarray, levels: np.ndarray) -> np.ndarray:

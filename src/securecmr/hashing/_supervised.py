@@ -12,6 +12,11 @@ single-label data when ``bits >= number of classes``, else ``centres``):
   label-embedding hashing in the line of SePH (Lin et al., CVPR 2015) and of discrete latent-factor
   methods (DLFH, Jiang & Li, TIP 2019), with the embedding fixed by the label ranking instead of
   learned.
+  With ``confidence > 0`` that fraction of the bits (whole blocks of one bit per class) become
+  confidence bits "the score of class c exceeds t" (t cycling 0.5, 0.25, 0.75, 0.9): a class's code
+  has them set for its own class only, so learned codes keep the ranking property, while codes
+  computed by the hash functions also order database items by how sure the classifier is (useful
+  when database codes come from the hash functions; chosen on a dev split by ``securecmr eval``).
 * ``centres``: hash centres, seeded rows of a Hadamard matrix (pairwise distance ``bits / 2``; Central
   Similarity Quantization, Yuan et al., CVPR 2020); an item's code is the sign of the sum of its
   labels' centres (multi-label).
@@ -39,7 +44,7 @@ import numpy as np
 from ..errors import ConfigurationError, InputError
 from ._base import BaseHasher, pack_signs
 from ._heads import KernelHead, signed_sqrt
-from ._linalg import hash_centres, rank_code, rank_layout, rbf_features, rbf_gamma
+from ._linalg import confidence_layout, hash_centres, rank_code, rank_layout, rbf_features, rbf_gamma
 from ._train import KernelClassifier, fit_classifier
 from ._validation import check_labels, labelled_mask
 
@@ -108,9 +113,13 @@ def fit_kernel_classifier(
 
 
 def kernel_head(
-    clf: KernelClassifier, centres: np.ndarray | None, rank: tuple[np.ndarray, np.ndarray] | None = None
+    clf: KernelClassifier,
+    centres: np.ndarray | None,
+    rank: tuple[np.ndarray, np.ndarray] | None = None,
+    conf: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> KernelHead:
-    """The ONNX hash function: the class ranking (``rank = (classes, levels)``) or ``p @ centres``."""
+    """The ONNX hash function: the class ranking (``rank = (classes, levels)``, plus confidence bits
+    ``conf = (classes, thresholds)``) or ``p @ centres``."""
     if rank is not None:
         classes, levels = rank
         return KernelHead.build(
@@ -123,6 +132,8 @@ def kernel_head(
             b2=levels + 0.5,
             sqrt=clf.sqrt,
             rank_classes=classes,
+            conf_classes=None if conf is None else conf[0],
+            conf_thresholds=None if conf is None else conf[1],
         )
     if centres is None:
         raise ValueError("kernel_head needs centres or a rank layout")
@@ -162,9 +173,17 @@ class SupervisedHasher(BaseHasher):
         "max_iter",
         "pseudo_threshold",
         "code",
+        "confidence",
         "seed",
     )
-    _fitted_arrays: ClassVar[tuple[str, ...]] = ("centres_", "rank_classes_", "rank_levels_", "train_codes_")
+    _fitted_arrays: ClassVar[tuple[str, ...]] = (
+        "centres_",
+        "rank_classes_",
+        "rank_levels_",
+        "conf_classes_",
+        "conf_thresholds_",
+        "train_codes_",
+    )
 
     def __init__(
         self,
@@ -177,6 +196,7 @@ class SupervisedHasher(BaseHasher):
         max_iter: int = 100,
         pseudo_threshold: float = 0.6,
         code: str = "auto",
+        confidence: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.bits = bits
@@ -187,6 +207,7 @@ class SupervisedHasher(BaseHasher):
         self.max_iter = max_iter
         self.pseudo_threshold = pseudo_threshold
         self.code = code
+        self.confidence = confidence
         self.seed = seed
 
     def _check_params(self) -> None:
@@ -202,6 +223,12 @@ class SupervisedHasher(BaseHasher):
             raise ConfigurationError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if not 0.0 < float(self.pseudo_threshold) <= 1.0:
             raise ConfigurationError("pseudo_threshold must be in (0, 1]")
+        if (
+            isinstance(self.confidence, bool)
+            or not isinstance(self.confidence, int | float)
+            or not 0.0 <= self.confidence < 1.0
+        ):
+            raise ConfigurationError(f"confidence must be a fraction in [0, 1), got {self.confidence!r}")
         if self.code not in _CODES:
             raise ConfigurationError(f"code must be one of {', '.join(_CODES)}, got {self.code!r}")
 
@@ -270,11 +297,21 @@ class SupervisedHasher(BaseHasher):
                 clf_t = fit_kernel_classifier(t[rows], y_aug, sqrt=st, **common)  # type: ignore[arg-type]
                 soft = 0.5 * (clf_x.probs(x[~mask]) + clf_t.probs(t[~mask]))
         centres = hash_centres(n_classes, bits, int(self.seed))
+        conf: tuple[np.ndarray, np.ndarray] | None = None
         if code == "rank":
-            classes, levels = rank_layout(y[mask].sum(axis=0), bits)
+            counts = y[mask].sum(axis=0)
+            n_conf = min(round(bits * float(self.confidence) / n_classes) * n_classes, bits - n_classes)
+            classes, levels = rank_layout(counts, bits - n_conf)
             target = y[:, classes] - 0.5
             if not mask.all():
                 target[~mask] = rank_code(soft, classes, levels)
+            if n_conf > 0:
+                conf = confidence_layout(counts, n_conf)
+                extra = y[:, conf[0]] - conf[1][None, :]
+                if not mask.all():
+                    extra[~mask] = soft[:, conf[0]] - conf[1][None, :]
+                target = np.hstack([target, extra])
+                self.conf_classes_, self.conf_thresholds_ = conf
             layout: tuple[np.ndarray, np.ndarray] | None = (classes, levels)
             self.rank_classes_, self.rank_levels_ = classes, levels
         else:
@@ -291,5 +328,9 @@ class SupervisedHasher(BaseHasher):
         self.reg_image_ = float(clf_x.reg_)  # type: ignore[attr-defined]
         self.reg_text_ = float(clf_t.reg_)  # type: ignore[attr-defined]
         self.image_dim_, self.text_dim_ = x.shape[1], t.shape[1]
-        self.image_head_ = kernel_head(clf_x, centres, layout)
-        self.text_head_ = kernel_head(clf_t, centres, layout)
+        if conf is None:
+            for stale in ("conf_classes_", "conf_thresholds_"):
+                if hasattr(self, stale):
+                    delattr(self, stale)
+        self.image_head_ = kernel_head(clf_x, centres, layout, conf)
+        self.text_head_ = kernel_head(clf_t, centres, layout, conf)

@@ -6,10 +6,12 @@ and of pseudo-label / fused-similarity methods (FSH, Liu et al. CVPR 2017):
 
 1. RBF kernel features on anchors for each modality (signed square root first for histograms), then
    regularised CCA between them: a common space where the pairs agree (approximate kernel CCA).
-2. k-means (``n_clusters``) on the fused, unit-normalised common-space embeddings of both members of
-   each pair: pseudo-classes from the joint structure.
-3. The two-step hasher of ``supervised`` trained on the pseudo-classes: Hadamard hash centres as
-   learned codes (``train_codes_``) and kernel logistic hash functions per modality.
+2. k-means (``n_clusters``) on the unit-normalised common-space embeddings (``cluster_on``: the text
+   side by default, the side that carries most of the semantics in caption data; ``"fused"`` adds
+   both members of each pair): pseudo-classes from the structure the two modalities share.
+3. The two-step hasher of ``supervised`` trained on the pseudo-classes: class-ranking (or hash
+   centre) codes as learned codes (``train_codes_``) and kernel logistic hash functions per
+   modality.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ __all__ = ["UnsupervisedHasher"]
 
 class UnsupervisedHasher(SupervisedHasher):
     """Parameters: those of :class:`SupervisedHasher` plus ``n_clusters`` (``"auto"`` = ``min(bits - 1,
-    20)``), ``cca_dim`` (common-space width, default 32) and ``cca_reg``."""
+    16)``), ``cca_dim`` (common-space width, default 32), ``cca_reg`` and ``cluster_on`` (``"text"``,
+    ``"image"`` or ``"fused"``)."""
 
     method: ClassVar[str] = "unsupervised"
     _param_names: ClassVar[tuple[str, ...]] = (
@@ -36,6 +39,7 @@ class UnsupervisedHasher(SupervisedHasher):
         "n_clusters",
         "cca_dim",
         "cca_reg",
+        "cluster_on",
     )
 
     def __init__(
@@ -49,10 +53,12 @@ class UnsupervisedHasher(SupervisedHasher):
         max_iter: int = 100,
         pseudo_threshold: float = 0.6,
         code: str = "auto",
+        confidence: float = 0.0,
         seed: int = 0,
         n_clusters: int | str = "auto",
         cca_dim: int = 32,
-        cca_reg: float = 1e-2,
+        cca_reg: float = 0.1,
+        cluster_on: str = "text",
     ) -> None:
         super().__init__(
             bits,
@@ -63,11 +69,13 @@ class UnsupervisedHasher(SupervisedHasher):
             max_iter=max_iter,
             pseudo_threshold=pseudo_threshold,
             code=code,
+            confidence=confidence,
             seed=seed,
         )
         self.n_clusters = n_clusters
         self.cca_dim = cca_dim
         self.cca_reg = cca_reg
+        self.cluster_on = cluster_on
 
     def _embed(self, x: np.ndarray, sqrt: bool, rng: np.random.Generator) -> np.ndarray:
         z = signed_sqrt(x) if sqrt else x
@@ -81,9 +89,11 @@ class UnsupervisedHasher(SupervisedHasher):
 
         x, t = self._check_pair(image_features, text_features, min_rows=3)
         self._check_params()
-        k = min(int(self.bits) - 1, 20) if self.n_clusters == "auto" else self.n_clusters
-        if not isinstance(k, int) or k < 2:
+        k = min(int(self.bits) - 1, 16) if self.n_clusters == "auto" else self.n_clusters
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ConfigurationError(f"n_clusters must be an integer >= 2 or 'auto', got {self.n_clusters!r}")
+        if self.cluster_on not in ("text", "image", "fused"):
+            raise ConfigurationError(f"cluster_on must be text, image or fused, got {self.cluster_on!r}")
         k = min(k, x.shape[0] - 1)
         rng = np.random.default_rng(int(self.seed))
         kx = self._embed(x, _auto_sqrt(self.sqrt, x), rng)
@@ -92,8 +102,8 @@ class UnsupervisedHasher(SupervisedHasher):
         zx, zt = kx @ px, kt @ pt
         zx /= np.linalg.norm(zx, axis=1, keepdims=True) + 1e-12
         zt /= np.linalg.norm(zt, axis=1, keepdims=True) + 1e-12
-        fused = zx + zt
-        km = KMeans(n_clusters=k, n_init=4, random_state=int(self.seed)).fit(fused)
+        side = {"text": zt, "image": zx, "fused": zx + zt}[self.cluster_on]
+        km = KMeans(n_clusters=k, n_init=4, random_state=int(self.seed)).fit(side)
         pseudo = np.zeros((x.shape[0], k))
         pseudo[np.arange(x.shape[0]), km.labels_] = 1.0
         pseudo = pseudo[:, pseudo.sum(axis=0) > 0]
