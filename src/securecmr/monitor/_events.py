@@ -107,10 +107,10 @@ class QueryLog:
     ``path=None`` keeps the log in memory (simulations, tests). ``seal``/``unseal`` turn a
     line's bytes into an opaque token and back (the store passes its own sealing functions);
     sealed lines are written as hex. Existing lines are never rewritten. The file stays open for
-    appending until :meth:`close`; lines are written in groups of up to ``flush_every`` or after
-    ``flush_seconds``, whichever comes first (reading, :meth:`flush` and :meth:`close` write any
-    pending lines first), so a crash loses at most that many recent events. ``flush_every=1``
-    writes every event as it comes.
+    appending until :meth:`close`; lines are written once ``flush_every`` are pending, or with the
+    first append after ``flush_seconds`` (reading, :meth:`flush` and :meth:`close` write any
+    pending lines first), so a crash loses at most ``flush_every - 1`` recent events.
+    ``flush_every=1`` writes every event as it comes.
     """
 
     def __init__(

@@ -51,7 +51,7 @@ class StoreMonitor:
         self.clock = clock
         self.policy = policy or GuardPolicy()
         self.on_alert = on_alert
-        # lines go to disk 16 at a time or within a second (one write per 16 searches, not per search)
+        # lines go to disk 16 at a time (one write per 16 searches, not per search); see QueryLog
         self.log = QueryLog(self.directory / "queries.log", seal=seal, unseal=unseal, flush_every=16)
         self._write_info()
         self.guard: QueryGuard | None = None
