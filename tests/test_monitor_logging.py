@@ -215,3 +215,17 @@ def test_query_log_writes_lines_in_groups_and_never_loses_them_on_read_or_close(
     assert path.read_bytes().count(b"\n") == 5
     with pytest.raises(MonitorError):
         QueryLog(path, flush_every=0)
+
+
+def test_pending_query_log_lines_are_written_when_the_log_is_dropped(tmp_path: Path) -> None:
+    import gc
+
+    from securecmr.monitor import QueryLog
+
+    path = tmp_path / "q.log"
+    log = QueryLog(path, flush_every=100, flush_seconds=3600.0)
+    log.append(QueryEvent("p", EPOCH, "c", 5, b"\x02" * 8))
+    log.append(QueryEvent("p", EPOCH + 1, "c", 5, b"\x02" * 8))
+    del log
+    gc.collect()
+    assert len(QueryLog(path)) == 2

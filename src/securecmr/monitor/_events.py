@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,14 @@ from typing import Any, BinaryIO
 from ..errors import DecryptionError, IntegrityError, MonitorError
 
 __all__ = ["QueryEvent", "QueryLog", "keyed_id"]
+
+
+def _write_lines(path: Path, lines: list[bytes]) -> None:
+    """Append ``lines`` to ``path`` (the finaliser of a :class:`QueryLog` with pending lines)."""
+    if lines:
+        with open(path, "ab") as fh:
+            fh.write(b"".join(lines))
+        lines.clear()
 
 
 def keyed_id(key: bytes, item_id: object) -> str:
@@ -130,6 +139,8 @@ class QueryLog:
         self.flush_seconds = flush_seconds
         self._pending: list[bytes] = []
         self._last_flush = time.monotonic()
+        if path is not None:  # lines still pending when the log is dropped (or at exit) are written
+            weakref.finalize(self, _write_lines, Path(path), self._pending)
         self._path = None if path is None else Path(path)
         self._seal = seal
         self._unseal = unseal
