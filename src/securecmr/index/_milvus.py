@@ -335,17 +335,17 @@ class MilvusIndex:
         )
 
     def _insert(self, client: Any, keys: np.ndarray, codes: np.ndarray) -> None:
-        t = self._tenant
+        t, nb = self._tenant, codes.shape[1]
         for i in range(0, keys.size, _INSERT_BATCH):
-            ks = keys[i : i + _INSERT_BATCH].tolist()
-            cs = codes[i : i + _INSERT_BATCH]
-            client.insert(
-                self._coll,
-                [
-                    {"tenant": t, "seq": k >> 2, "mod": k & 3, "rk": k, "code": c.tobytes()}
-                    for k, c in zip(ks, cs, strict=True)
-                ],
-            )
+            ks = keys[i : i + _INSERT_BATCH]
+            blob = np.ascontiguousarray(codes[i : i + _INSERT_BATCH]).tobytes()
+            rows = [
+                {"tenant": t, "seq": s_, "mod": m, "rk": k, "code": blob[j * nb : (j + 1) * nb]}
+                for j, (k, s_, m) in enumerate(
+                    zip(ks.tolist(), (ks >> 2).tolist(), (ks & 3).tolist(), strict=True)
+                )
+            ]
+            client.insert(self._coll, rows)
 
     def _degrade(self, why: str) -> None:
         if not self._degraded:
