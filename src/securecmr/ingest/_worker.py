@@ -219,4 +219,3 @@ def serve(stdin: Any, stdout: Any) -> int:
             continue
         write_message(stdout, {"ok": True, "result": res.to_json()})
     return 0
-
