@@ -47,6 +47,17 @@ def _canon(obj: dict[str, Any]) -> bytes:
     )
 
 
+def _with_mac(body: bytes, mac: str) -> bytes:
+    """``_canon(record + {"mac": mac})`` from ``body = _canon(record)``, without encoding it again:
+    with sorted keys ``"mac"`` goes just before the top-level ``"outcome"``, which is the last
+    ``,"outcome":`` in the text (inside JSON strings a quote is always escaped)."""
+    at = body.rfind(b',"outcome":')
+    return body[:at] + b',"mac":"' + mac.encode("ascii") + b'"' + body[at:]
+
+
+_DTYPE_NAMES: dict[Any, bytes] = {}  # dtype -> str(dtype) as bytes (numpy builds the name in Python)
+
+
 class AuditAnchor(Protocol):
     """Somewhere outside the audit files (the store's sealed metadata) that keeps the newest
     checkpoint ``(n, head)``, so truncating the log *and* its checkpoint file is caught too."""
@@ -219,7 +230,10 @@ class AuditLog:
         """Keyed hash of a query (text, bytes, array or path-like); the raw value is never stored."""
         if isinstance(data, np.ndarray):
             arr = np.ascontiguousarray(data)
-            payload = str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes()
+            name = _DTYPE_NAMES.get(arr.dtype)
+            if name is None:
+                name = _DTYPE_NAMES[arr.dtype] = str(arr.dtype).encode()
+            payload = name + str(arr.shape).encode() + arr.tobytes()
         elif isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
         elif isinstance(data, str):
@@ -283,9 +297,10 @@ class AuditLog:
                 "detail": detail or {},
                 "prev": self._head,
             }
-            rec["mac"] = self._chain.hexdigest(_canon(rec))
+            body = _canon(rec)
+            rec["mac"] = self._chain.hexdigest(body)
             fh = self._open()
-            fh.write(_canon(rec) + b"\n")
+            fh.write(_with_mac(body, rec["mac"]) + b"\n")
             fh.flush()
             if self.durable:
                 os.fsync(fh.fileno())

@@ -34,6 +34,15 @@ class IndexBackend(Protocol):
 
 def sort_results(dist: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order each result row by (distance, row) with -1 rows last (their distance becomes int32 max)."""
+    if dist.shape[0] == 1 and dist.shape[1] <= 64:  # one query: sorting Python pairs is cheaper
+        pairs = sorted(
+            (d, r) if r >= 0 else (_I32_MAX, _MISSING)
+            for d, r in zip(dist[0].tolist(), rows[0].tolist(), strict=True)
+        )
+        return (
+            np.array([[p[0] for p in pairs]], dtype=np.int32).reshape(1, -1),
+            np.array([[p[1] if p[1] != _MISSING else -1 for p in pairs]], dtype=np.int64).reshape(1, -1),
+        )
     rows = np.asarray(rows, dtype=np.int64)
     missing = rows < 0
     # one int64 key per slot: distance in the high bits, row position in the low 40 bits
@@ -46,10 +55,11 @@ def sort_results(dist: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     gone = key == _MISSING
     if gone.any():
         out_rows[gone] = -1
-        out_dist[gone] = np.iinfo(np.int32).max
+        out_dist[gone] = _I32_MAX
     return out_dist, out_rows
 
 
 _ROW_BITS = 40  # row positions below 2**40; distances (at most a few thousand bits) fit above them
 _ROW_MASK = (1 << _ROW_BITS) - 1
-_MISSING = np.iinfo(np.int64).max
+_MISSING = int(np.iinfo(np.int64).max)
+_I32_MAX = int(np.iinfo(np.int32).max)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import IntegrityError
 
-__all__ = ["atomic_write", "read_checked", "write_checked"]
+__all__ = ["atomic_write", "read_checked", "read_checked_view", "write_checked"]
 
 _MAGIC = b"SCMR1\n"
 
@@ -40,10 +40,16 @@ def write_checked(path: Path, body: bytes) -> None:
 
 def read_checked(path: Path) -> bytes:
     """The body of a file written by :func:`write_checked`; IntegrityError naming the file otherwise."""
+    return bytes(read_checked_view(path))
+
+
+def read_checked_view(path: Path) -> memoryview:
+    """:func:`read_checked` without copying the body out of the file's bytes (for large files)."""
     data = path.read_bytes()
     if len(data) < len(_MAGIC) + 32 or not data.startswith(_MAGIC):
         raise IntegrityError(f"{path.name}: not a securecmr file or truncated; restore it from a snapshot")
-    digest, body = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
+    view = memoryview(data)
+    digest, body = data[len(_MAGIC) : len(_MAGIC) + 32], view[len(_MAGIC) + 32 :]
     if hashlib.sha256(body).digest() != digest:
         raise IntegrityError(f"{path.name}: checksum mismatch (the file was altered or corrupted)")
     return body

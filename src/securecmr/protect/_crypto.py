@@ -94,10 +94,11 @@ class Sealer:
             out.append(n + enc(n, d, a))
         return out
 
-    def open(self, blob: bytes, aad: bytes) -> bytes:
+    def open(self, blob: bytes | memoryview, aad: bytes) -> bytes:
         from cryptography.exceptions import InvalidTag
 
         try:
-            return self._aead.decrypt(bytes(blob[:_NONCE]), bytes(blob[_NONCE:]), aad)
+            view = memoryview(blob)  # no copy of a large blob
+            return self._aead.decrypt(view[:_NONCE], view[_NONCE:], aad)
         except (InvalidTag, ValueError):
             raise DecryptionError("data does not decrypt: wrong key or tampered data") from None

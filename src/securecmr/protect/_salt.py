@@ -30,6 +30,8 @@ class Salt:
         mask = np.frombuffer(hkdf(key, "securecmr/salt/mask", 255)[: bits // 8], dtype=np.uint8)
         self._mask = mask.copy()
         self._table: np.ndarray | None = None
+        self._int_table: list[list[int]] | None = None
+        self._int_mask = 0
 
     def _lookup(self) -> np.ndarray | None:
         """Per input byte position and value, the permuted output bytes (one table row per byte
@@ -50,7 +52,25 @@ class Salt:
     def __repr__(self) -> str:
         return f"Salt(bits={self.bits}, <key>)"
 
+    def _apply_one(self, code: bytes, table: np.ndarray) -> np.ndarray:
+        """One code through the same table, as Python integers (a query: no array overhead)."""
+        if self._int_table is None:
+            nb = self.bits // 8
+            rows = table.reshape(nb, 256, -1).view(np.uint8).reshape(nb, 256, nb)
+            self._int_table = [
+                [int.from_bytes(rows[j, v].tobytes(), "little") for v in range(256)] for j in range(nb)
+            ]
+            self._int_mask = int.from_bytes(self._mask.tobytes(), "little")
+        x = self._int_mask
+        for part, b in zip(self._int_table, code, strict=True):
+            x ^= part[b]
+        return np.frombuffer(bytearray(x.to_bytes(len(code), "little")), dtype=np.uint8).reshape(1, -1)
+
     def apply(self, codes: np.ndarray) -> np.ndarray:
+        if codes.shape[0] == 1:
+            table = self._lookup()
+            if table is not None:
+                return self._apply_one(np.ascontiguousarray(codes, dtype=np.uint8).tobytes(), table)
         table = self._lookup() if codes.shape[0] >= _TABLE_MIN_ROWS else None
         if table is None:
             bits = np.unpackbits(codes, axis=1)[:, self._perm]

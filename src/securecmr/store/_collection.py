@@ -193,6 +193,9 @@ class Collection:
         salted: bool = False,
     ) -> np.ndarray:
         """The packed code of a query; ``salted=True`` gives it in the collection's salted space."""
+        if code is not None and text is None and image is None and video is None and vector is None:
+            raw = self._encoders.code("text", code=code).reshape(1, -1)  # precomputed: the common path
+            return self._engine.prepare_queries(raw)[0] if salted else raw[0]
         given = {
             k: v
             for k, v in (

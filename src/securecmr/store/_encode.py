@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,9 @@ def hasher_from_bytes(data: bytes) -> Any:
 class Encoders:
     """Lazily-loaded encoders plus the collection's hasher."""
 
-    def __init__(self, hasher: Any, bits: int) -> None:
-        self.hasher = hasher
+    def __init__(self, hasher: Any, bits: int, *, loader: Callable[[], Any] | None = None) -> None:
+        self._hasher = hasher
+        self._loader = loader  # builds the hasher on first use (searching codes never needs it)
         self.bits = bits
         self._text: Any = None
         self._image: Any = None
@@ -64,6 +66,12 @@ class Encoders:
 
     def __repr__(self) -> str:
         return f"Encoders(bits={self.bits})"
+
+    @property
+    def hasher(self) -> Any:
+        if self._hasher is None and self._loader is not None:
+            self._hasher = self._loader()
+        return self._hasher
 
     def _image_output(self, encoder: Any) -> str:
         fdim = getattr(encoder, "feature_dim", None)

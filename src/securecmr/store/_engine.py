@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..index import make_index
 from ..index._milvus import row_keys
-from ..protect._atomic import read_checked, write_checked
+from ..protect._atomic import read_checked_view, write_checked
 from ..protect._crypto import HmacSha256, Sealer, hkdf
 from ..protect._keyring import CollectionKeys
 from ..protect._salt import Salt
@@ -229,13 +229,15 @@ class CollectionEngine:
         if self.segment_gen == self.gen or self.directory is None:
             return
         seqs = self._live
+        ids = self.item_ids(seqs.tolist())
+        id_array = _int_ids(ids)  # integer ids travel as an int64 array (no JSON to parse on open)
         header = json.dumps(
             {
                 "gen": self.gen,
                 "n": int(seqs.size),
                 "m": int(self.code_seq.size),
                 "max_codes": self.max_codes,
-                "ids": self.item_ids(seqs.tolist()),
+                **({"ids": ids} if id_array is None else {"int_ids": True}),
             }
         ).encode()
         body = b"".join(
@@ -247,6 +249,7 @@ class CollectionEngine:
                 self.code_seq.tobytes(),
                 self.code_mod.tobytes(),
                 np.ascontiguousarray(self.index.codes()).tobytes(),
+                b"" if id_array is None else id_array.tobytes(),
             ]
         )
         kv = self.keys.current
@@ -264,7 +267,7 @@ class CollectionEngine:
         if not path.exists():
             return False
         try:
-            data = read_checked(path)
+            data = read_checked_view(path)
             kv = int.from_bytes(data[:4], "big")
             key = self.keys.data.get(kv)
             if key is None:
@@ -280,12 +283,16 @@ class CollectionEngine:
         off += 8 * n
         hm = body[off : off + 32 * n]
         off += 32 * n
+        ids = header.get("ids")
         self.code_seq = np.frombuffer(body, np.int64, m, off).copy()
         off += 8 * m
         self.code_mod = np.frombuffer(body, np.int8, m, off).copy()
         off += m
         codes = np.frombuffer(body, np.uint8, m * nb, off).reshape(m, nb)
-        self._set_items(seqs, header["ids"], hm)
+        off += m * nb
+        if ids is None:
+            ids = np.frombuffer(body, "<i8", n, off).tolist()
+        self._set_items(seqs, ids, hm)
         self.max_codes = int(header["max_codes"])
         self._fill_index(codes)
         self.segment_gen = self.gen
@@ -293,11 +300,19 @@ class CollectionEngine:
 
     # ------------------------------------------------------------------ load
     def _set_items(self, seqs: np.ndarray, ids: list[Any], hm: bytes) -> None:
+        if len(ids) != seqs.size:
+            raise IntegrityError(
+                f"{DB_FILE}: collection {self.name!r} lists a different number of ids and rows"
+            )
         self._live = seqs
-        table: list[Any] = [None] * (int(seqs[-1]) + 1 if seqs.size else 0)
-        for s, i in zip(seqs.tolist(), ids, strict=True):
-            table[s] = i
-        self._ids = table
+        if not seqs.size:
+            self._ids = []
+        elif int(seqs[-1]) - int(seqs[0]) + 1 == seqs.size:  # nothing deleted in between: one slice
+            self._ids = [None] * int(seqs[0]) + list(ids)
+        else:
+            table = np.full(int(seqs[-1]) + 1, None, dtype=object)
+            table[seqs] = np.fromiter(ids, dtype=object, count=len(ids))
+            self._ids = table.tolist()
         self._seq_of, self._hm_chunks = {}, [(hm, seqs)]
 
     def _load_block_list(self) -> None:
@@ -838,8 +853,9 @@ class CollectionEngine:
 
     def hits(self, results: list[tuple[int, int, int]]) -> list[Hit]:
         cache = self._meta_cache
-        if any(s not in cache for s, _, _ in results):
-            self.metas([s for s, _, _ in results])
+        missing = [s for s, _, _ in results if s not in cache]
+        if missing:
+            self.metas(missing)
         ids = self._ids
         bits = float(self.bits)
         out = []
@@ -886,6 +902,16 @@ class CollectionEngine:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+
+
+def _int_ids(ids: list[Any]) -> np.ndarray | None:
+    """``ids`` as an int64 array when every one is a plain int that fits, else None."""
+    if not all(type(i) is int for i in ids):
+        return None
+    try:
+        return np.asarray(ids, dtype="<i8")
+    except OverflowError:
+        return None
 
 
 class _IdView(Mapping[int, Any]):

@@ -313,8 +313,9 @@ class Store(AccessMixin, MonitorMixin):
             index_options=self._index_options(name, int(config["bits"])),
         )
         hz = config.get("hasher")
-        hasher = hasher_from_bytes(base64.b64decode(hz)) if hz else default_hasher(int(config["bits"]))
-        coll = Collection(self, engine, Encoders(hasher, engine.bits))
+        bits = int(config["bits"])
+        loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
+        coll = Collection(self, engine, Encoders(None, engine.bits, loader=loader))
         self._collections[name] = coll
         return coll
 
