@@ -398,6 +398,26 @@ def test_kill_9_mid_job_resumes_without_duplicates(
 
 
 @pytest.mark.models
+def test_encoders_are_loaded_once_per_worker(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = _write(tmp_path / "m.jsonl", _clean_rows(tmp_path, 12))
+    calls: dict[str, list[Any]] = {"text": [], "image": []}
+    for kind in calls:
+        loader = getattr(securecmr, f"load_{kind}_encoder")
+
+        def counted(*a: Any, _kind: str = kind, _loader: Any = loader, **kw: Any) -> Any:
+            calls[_kind].append(kw.get("num_threads"))
+            return _loader(*a, **kw)
+
+        monkeypatch.setattr(securecmr, f"load_{kind}_encoder", counted)
+    with securecmr.Store.create(tmp_path / "st", passphrase=PASS) as store:
+        rep = ingest(store.create_collection("c"), m, workers=0, batch_size=3)
+    assert rep.batches == 4 and rep.added == 12
+    assert calls == {"text": [1], "image": [1]}  # one session per modality, single-threaded
+
+
+@pytest.mark.models
 def test_session_user_needs_add_permission(tmp_path: Path, models_dir: Path) -> None:
     m = _write(tmp_path / "m.jsonl", [{"id": f"r{i}", "text": f"note {i}"} for i in range(5)])
     with securecmr.Store.create(tmp_path / "st", passphrase=PASS) as store:
