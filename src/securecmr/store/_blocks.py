@@ -70,6 +70,8 @@ def block_aad(
 
 
 def pack_core(seqs: np.ndarray, masks: np.ndarray, codes: np.ndarray) -> bytes:
+    if codes.ndim != 2:
+        raise ValueError("codes must be a 2-D array (one packed code per row)")
     return b"".join(
         (
             _CORE.pack(_CORE_MAGIC, seqs.shape[0], codes.shape[0]),

@@ -434,7 +434,8 @@ class CollectionEngine:
             seqs = np.asarray([r[0] for r in g], dtype=np.int64)
             masks = np.asarray([r[3] for r in g], dtype=np.uint8)
             bid, span, n, expires = int(seqs[0]), int(seqs[-1] - seqs[0] + 1), len(g), g[0][6]
-            core = pack_core(seqs, masks, np.frombuffer(b"".join(r[4] for r in g), dtype=np.uint8))
+            codes = np.frombuffer(b"".join(r[4] for r in g), dtype=np.uint8).reshape(-1, self.bits // 8)
+            core = pack_core(seqs, masks, codes)
             body = pack_body(
                 seqs,
                 b"".join(r[1] for r in g),
