@@ -9,9 +9,12 @@ and of pseudo-label / fused-similarity methods (FSH, Liu et al. CVPR 2017):
 2. k-means (``n_clusters``) on the unit-normalised common-space embeddings (``cluster_on``: the text
    side by default, the side that carries most of the semantics in caption data; ``"fused"`` adds
    both members of each pair): pseudo-classes from the structure the two modalities share.
-3. The two-step hasher of ``supervised`` trained on the pseudo-classes: class-ranking (or hash
-   centre) codes as learned codes (``train_codes_``) and kernel logistic hash functions per
-   modality.
+3. The two-step hasher of ``supervised`` trained on the pseudo-classes: kernel logistic hash
+   functions per modality producing class-ranking (or hash centre) codes.
+4. Learned codes of the training pairs (``train_codes_``, the ``learned-db`` protocol):
+   ``learned_codes="text"`` (default) codes each pair by its caption through the text hash function,
+   which keeps the ranking of pseudo-classes (the pseudo-classes come from the text side);
+   ``"clusters"`` gives every pair the code of its hard cluster.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ __all__ = ["UnsupervisedHasher"]
 
 class UnsupervisedHasher(SupervisedHasher):
     """Parameters: those of :class:`SupervisedHasher` plus ``n_clusters`` (``"auto"`` = ``min(bits - 1,
-    16)``), ``cca_dim`` (common-space width, default 32), ``cca_reg`` and ``cluster_on`` (``"text"``,
-    ``"image"`` or ``"fused"``)."""
+    16)``), ``cca_dim`` (common-space width, default 32), ``cca_reg``, ``cluster_on`` (``"text"``,
+    ``"image"`` or ``"fused"``) and ``learned_codes`` (``"text"`` or ``"clusters"``)."""
 
     method: ClassVar[str] = "unsupervised"
     _param_names: ClassVar[tuple[str, ...]] = (
@@ -40,6 +43,7 @@ class UnsupervisedHasher(SupervisedHasher):
         "cca_dim",
         "cca_reg",
         "cluster_on",
+        "learned_codes",
     )
 
     def __init__(
@@ -59,6 +63,7 @@ class UnsupervisedHasher(SupervisedHasher):
         cca_dim: int = 32,
         cca_reg: float = 0.1,
         cluster_on: str = "text",
+        learned_codes: str = "text",
     ) -> None:
         super().__init__(
             bits,
@@ -76,6 +81,7 @@ class UnsupervisedHasher(SupervisedHasher):
         self.cca_dim = cca_dim
         self.cca_reg = cca_reg
         self.cluster_on = cluster_on
+        self.learned_codes = learned_codes
 
     def _embed(self, x: np.ndarray, sqrt: bool, rng: np.random.Generator) -> np.ndarray:
         z = signed_sqrt(x) if sqrt else x
@@ -94,6 +100,8 @@ class UnsupervisedHasher(SupervisedHasher):
             raise ConfigurationError(f"n_clusters must be an integer >= 2 or 'auto', got {self.n_clusters!r}")
         if self.cluster_on not in ("text", "image", "fused"):
             raise ConfigurationError(f"cluster_on must be text, image or fused, got {self.cluster_on!r}")
+        if self.learned_codes not in ("text", "clusters"):
+            raise ConfigurationError(f"learned_codes must be text or clusters, got {self.learned_codes!r}")
         k = min(k, x.shape[0] - 1)
         rng = np.random.default_rng(int(self.seed))
         kx = self._embed(x, _auto_sqrt(self.sqrt, x), rng)
@@ -109,4 +117,6 @@ class UnsupervisedHasher(SupervisedHasher):
         pseudo = pseudo[:, pseudo.sum(axis=0) > 0]
         self.cluster_labels_ = km.labels_
         self._fit_labelled(x, t, pseudo)
+        if self.learned_codes == "text":
+            self.train_codes_ = self.encode_text(t)
         return self
