@@ -2,6 +2,8 @@
 
 Contract: results are sorted by (distance, row position) ascending, so among equal distances the
 earlier-added row comes first. ``remove(rows)`` deletes rows and keeps the order of the rest.
+A backend may also offer ``search_one(query, k) -> [(distance, row), ...]`` (same order, missing
+rows left out): the store uses it for single queries when present.
 """
 
 from __future__ import annotations

@@ -36,6 +36,11 @@ class FaissBinaryIndex:
         n = len(self)
         return self._faiss.vector_to_array(self._index.xb).reshape(n, self.bits // 8)
 
+    def search_one(self, query: np.ndarray, k: int) -> list[tuple[int, int]]:
+        """One query's top ``k`` as sorted (distance, row) pairs (no arrays to build for one query)."""
+        dist, rows = self._index.search(np.ascontiguousarray(query, dtype=np.uint8).reshape(1, -1), k)
+        return sorted(p for p in zip(dist[0].tolist(), rows[0].tolist(), strict=True) if p[1] >= 0)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         dist, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.uint8), k)
         return sort_results(dist.astype(np.int32, copy=False), rows.astype(np.int64, copy=False))

@@ -813,6 +813,20 @@ class CollectionEngine:
         filtered = allowed is not None or modality is not None
         if not filtered and self.max_codes == 1:
             # one code per item: index rows are items, already in (distance, insertion) order
+            search_one = getattr(self.index, "search_one", None)
+            if search_one is not None and salted.shape[0] == 1:
+                pairs = search_one(salted[0], min(n_codes, k))
+                rows_one = [r for _, r in pairs]
+                return [
+                    list(
+                        zip(
+                            self.code_seq[rows_one].tolist(),
+                            [d for d, _ in pairs],
+                            self.code_mod[rows_one].tolist(),
+                            strict=True,
+                        )
+                    )
+                ]
             dist, rows = self.index.search(salted, min(n_codes, k))
             if bool((rows >= 0).all()):
                 seqs = self.code_seq[rows].tolist()
