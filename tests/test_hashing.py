@@ -26,7 +26,7 @@ FAST: dict[str, dict[str, object]] = {
     "cca": {},
     "cca-itq": {},
     "supervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "gamma": 1.0},
-    "unsupervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "gamma": 1.0, "n_clusters": 6},
+    "unsupervised": {"anchors": 64, "max_iter": 25, "reg": 1e-4, "gamma": 1.0},
     "zero-shot": {"dim": None},
 }
 TRAINED = ("cca", "cca-itq", "supervised", "unsupervised")

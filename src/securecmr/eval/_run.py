@@ -46,14 +46,15 @@ DEV_GRID: tuple[dict[str, float], ...] = tuple(
 
 
 def tune_on_dev(data: CrossModalData, method: str, bits: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Pick ``reg`` / ``gamma`` / ``confidence`` of the kernel hashers on ``data.dev``: fit on
+    """Pick ``reg`` / ``gamma`` / ``confidence`` of the supervised hasher on ``data.dev`` (labels; the
+    unsupervised hasher tunes itself on held-out pairs without labels): fit on
     ``data.train`` with each setting of :data:`DEV_GRID` (keys already in ``params`` stay fixed) and
     keep the best mean MAP of the dev queries against the training rows in both directions (codes
     from the hash functions). Returns the params to use."""
     from ..hashing import create
 
     dev, tr = data.dev, data.train
-    if dev is None or len(dev) == 0 or method not in ("supervised", "unsupervised"):
+    if dev is None or len(dev) == 0 or method != "supervised":
         return params
     grid = [{k: v for k, v in cand.items() if k not in params} for cand in DEV_GRID]
     grid = [dict(t) for t in {tuple(sorted(c.items())) for c in grid}]
@@ -93,9 +94,9 @@ def evaluate(
       (``train_codes_``); the hasher is fitted on the database rows, so when the database differs from
       the training split (MedPix: train + dev) it is fitted on the whole database.
 
-    With ``tune`` and a dev split (MedPix, manifests with splits), ``supervised`` / ``unsupervised``
-    first pick ``reg`` / ``gamma`` / ``confidence`` on dev (:func:`tune_on_dev`, at the longest
-    length); the params used are reported as ``params`` in each row.
+    With ``tune`` and a dev split (MedPix, manifests with splits), ``supervised`` first picks ``reg``
+    / ``gamma`` / ``confidence`` on dev (:func:`tune_on_dev`, at the longest length); the params used
+    are reported as ``params`` in each row.
     """
     from ..hashing import create
 
