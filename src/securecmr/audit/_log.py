@@ -19,10 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -41,10 +43,11 @@ _RESULT_ID_HEX = 24
 _OUTCOMES = ("allowed", "denied")
 
 
+_CANON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def _canon(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
-        "ascii"
-    )
+    return _CANON.encode(obj).encode("ascii")
 
 
 def _with_mac(body: bytes, mac: str) -> bytes:
@@ -55,6 +58,40 @@ def _with_mac(body: bytes, mac: str) -> bytes:
     return body[:at] + b',"mac":"' + mac.encode("ascii") + b'"' + body[at:]
 
 
+def _canon_record(rec: dict[str, Any]) -> tuple[bytes, Callable[[str], bytes]]:
+    """(``_canon(rec)``, mac -> the record's line with ``mac`` added), written field by field for
+    the usual field types (each value encoded exactly as ``_canon`` does) and by ``_canon``
+    otherwise."""
+    str_or_none = (str, type(None))
+    if not (
+        type(rec["seq"]) is int
+        and type(rec["time"]) is float
+        and math.isfinite(rec["time"])
+        and all(type(rec[k]) in str_or_none for k in ("principal", "tenant", "collection", "query"))
+        and all(type(rec[k]) is str for k in ("action", "outcome", "reason", "prev"))
+        and all(type(r) is str for r in rec["results"])
+    ):
+        body = _canon(rec)
+        return body, lambda mac: _with_mac(body, mac) + b"\n"
+
+    def js(v: str | None) -> str:
+        return "null" if v is None else _encode_str(v)
+
+    head = (
+        f'{{"action":{_encode_str(rec["action"])},"collection":{js(rec["collection"])},'
+        f'"detail":{_CANON.encode(rec["detail"])}'
+    )
+    tail = (
+        f',"outcome":{_encode_str(rec["outcome"])},"prev":{_encode_str(rec["prev"])},'
+        f'"principal":{js(rec["principal"])},"query":{js(rec["query"])},"reason":{_encode_str(rec["reason"])},'
+        f'"results":[{",".join([_encode_str(r) for r in rec["results"]])}],"seq":{int.__repr__(rec["seq"])},'
+        f'"tenant":{js(rec["tenant"])},"time":{float.__repr__(rec["time"])}}}'
+    )
+    return (head + tail).encode("ascii"), lambda mac: f'{head},"mac":"{mac}"{tail}\n'.encode("ascii")
+
+
+_FP_CACHE_LIST = 256  # lists up to this long (search results) use the id-fingerprint cache
+_FP_CACHE_SIZE = 1 << 16  # ids kept in that cache (cleared when full)
 _DTYPE_NAMES: dict[Any, bytes] = {}  # dtype -> str(dtype) as bytes (numpy builds the name in Python)
 
 
@@ -126,6 +163,7 @@ class AuditLog:
         self._fp_key = hmac.new(key, b"securecmr/audit/fingerprint", hashlib.sha256).digest()
         self._fp = HmacSha256(self._fp_key)  # same HMAC, without a new HMAC object per fingerprint
         self._chain = HmacSha256(self._chain_key)
+        self._id_fps: dict[str, str] = {}  # str(id) -> id fingerprint, for search results
         self._lock = threading.RLock()
         self._fh: IO[bytes] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -247,11 +285,24 @@ class AuditLog:
         return self._fp.hexdigest(b"id:" + str(item_id).encode("utf-8"))[:_RESULT_ID_HEX]
 
     def id_fingerprints(self, item_ids: Iterable[Any]) -> list[str]:
-        """:meth:`id_fingerprint` of each id (batched: adds of many items list every id)."""
+        """:meth:`id_fingerprint` of each id (batched: adds of many items list every id). The
+        fingerprints of short lists (search results) are kept in a bounded in-memory cache, since
+        the same items keep coming back in results."""
+        keys = [str(i) for i in item_ids]
         n = _RESULT_ID_HEX // 2
-        return [
-            d[:n].hex() for d in self._fp.digest_many([b"id:" + str(i).encode("utf-8") for i in item_ids])
-        ]
+        if len(keys) > _FP_CACHE_LIST:
+            return [d[:n].hex() for d in self._fp.digest_many([b"id:" + k.encode("utf-8") for k in keys])]
+        cache = self._id_fps
+        out = [cache.get(k) for k in keys]
+        todo = [j for j, fp in enumerate(out) if fp is None]
+        if todo:
+            if len(cache) + len(todo) > _FP_CACHE_SIZE:
+                cache.clear()
+            for j, d in zip(
+                todo, self._fp.digest_many([b"id:" + keys[j].encode("utf-8") for j in todo]), strict=True
+            ):
+                out[j] = cache[keys[j]] = d[:n].hex()
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ writing
     def _open(self) -> IO[bytes]:
@@ -297,10 +348,10 @@ class AuditLog:
                 "detail": detail or {},
                 "prev": self._head,
             }
-            body = _canon(rec)
-            rec["mac"] = self._chain.hexdigest(body)
+            body, line = _canon_record(rec)
+            rec["mac"] = mac = self._chain.hexdigest(body)
             fh = self._open()
-            fh.write(_with_mac(body, rec["mac"]) + b"\n")
+            fh.write(line(mac))
             fh.flush()
             if self.durable:
                 os.fsync(fh.fileno())

@@ -236,10 +236,18 @@ class Collection:
     ) -> list[Hit]:
         """The ``k`` nearest items by minimum Hamming distance over their codes; ties go to the item
         added first. ``modality`` restricts matches to codes of one modality."""
-        q = self.query_code(
-            text=text, image=image, video=video, vector=vector, code=code, query_modality=query_modality
-        )
-        hits = self._search([q], k, modality=modality)[0]
+        if code is not None and text is None and image is None and video is None and vector is None:
+            if not isinstance(k, int) or k < 0:
+                raise ConfigurationError("k must be a non-negative integer")
+            engine = self._engine  # one precomputed code: the short path
+            raw = self._encoders.code("text", code=code).reshape(1, -1)
+            mod = None if modality is None else MODALITIES.index(_modality(modality))
+            hits = engine.hits(engine.search_codes(engine.prepare_queries(raw), k, modality=mod)[0])
+        else:
+            q = self.query_code(
+                text=text, image=image, video=video, vector=vector, code=code, query_modality=query_modality
+            )
+            hits = self._search([q], k, modality=modality)[0]
         if context is None:  # operator call (sessions audit their own calls)
             query = next(v for v in (text, image, video, vector, code) if v is not None)
             self._store._audit_op(

@@ -88,6 +88,7 @@ class CollectionEngine:
         self.max_codes = 1
         self.version = 0  # bumped on every add/delete: access caches policy masks by it
         self._meta_cache: dict[int, dict[str, Any]] = {}
+        self._hit_parts: dict[int, tuple[Any, tuple[str, ...], dict[str, Any] | None, Any]] = {}
         self.gen = 0
         self.segment_gen = -1
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
@@ -688,6 +689,7 @@ class CollectionEngine:
         for s in seqs:
             self._ids[s] = None
             self._meta_cache.pop(s, None)
+            self._hit_parts.pop(s, None)
         self._live = self._live[~np.isin(self._live, gone_seqs)]
         if removals:
             dead = np.isin(self._bids, np.asarray([b for _, b in removals], dtype=np.int64))
@@ -867,25 +869,20 @@ class CollectionEngine:
             fetch = min(n_codes, fetch * 4)
 
     def hits(self, results: list[tuple[int, int, int]]) -> list[Hit]:
-        cache = self._meta_cache
-        missing = [s for s, _, _ in results if s not in cache]
+        parts = self._hit_parts
+        missing = [s for s, _, _ in results if s not in parts]
         if missing:
-            self.metas(missing)
-        ids = self._ids
+            metas = self.metas(missing)
+            ids = self._ids
+            for s in missing:
+                meta = metas.get(s, _EMPTY_META)
+                parts[s] = (ids[s], tuple(meta.get("labels", ())), meta.get("attrs") or None, meta.get("ref"))
         bits = float(self.bits)
         out = []
         for seq, d, m in results:
-            meta = cache.get(seq, _EMPTY_META)
+            item_id, labels, attrs, ref = parts[seq]
             out.append(
-                Hit(
-                    ids[seq],
-                    1.0 - d / bits,
-                    d,
-                    MODALITIES[m],
-                    tuple(meta.get("labels", ())),
-                    dict(meta.get("attrs", _EMPTY_META)),
-                    meta.get("ref"),
-                )
+                Hit(item_id, 1.0 - d / bits, d, MODALITIES[m], labels, dict(attrs) if attrs else {}, ref)
             )
         return out
 
