@@ -58,6 +58,23 @@ def _with_mac(body: bytes, mac: str) -> bytes:
     return body[:at] + b',"mac":"' + mac.encode("ascii") + b'"' + body[at:]
 
 
+def _encode_detail(detail: Any) -> str:
+    """``_CANON.encode(detail)``; flat dicts of strings and integers (the usual details, e.g.
+    ``{"k": 10}``) are written directly."""
+    if type(detail) is dict and all(
+        type(k) is str and (type(v) is int or type(v) is str) for k, v in detail.items()
+    ):
+        return (
+            "{"
+            + ",".join(
+                f"{_encode_str(k)}:{int.__repr__(v) if type(v) is int else _encode_str(v)}"
+                for k, v in sorted(detail.items())
+            )
+            + "}"
+        )
+    return _CANON.encode(detail)
+
+
 def _canon_record(rec: dict[str, Any]) -> tuple[bytes, Callable[[str], bytes]]:
     """(``_canon(rec)``, mac -> the record's line with ``mac`` added), written field by field for
     the usual field types (each value encoded exactly as ``_canon`` does) and by ``_canon``
@@ -79,7 +96,7 @@ def _canon_record(rec: dict[str, Any]) -> tuple[bytes, Callable[[str], bytes]]:
 
     head = (
         f'{{"action":{_encode_str(rec["action"])},"collection":{js(rec["collection"])},'
-        f'"detail":{_CANON.encode(rec["detail"])}'
+        f'"detail":{_encode_detail(rec["detail"])}'
     )
     tail = (
         f',"outcome":{_encode_str(rec["outcome"])},"prev":{_encode_str(rec["prev"])},'
