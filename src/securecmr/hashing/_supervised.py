@@ -46,7 +46,7 @@ from ._base import BaseHasher, pack_signs
 from ._heads import KernelHead, signed_sqrt
 from ._linalg import confidence_layout, hash_centres, rank_code, rank_layout, rbf_features, rbf_gamma
 from ._train import KernelClassifier, fit_classifier
-from ._validation import check_labels, labelled_mask
+from ._validation import check_kernel_head_params, check_labels, labelled_mask
 
 __all__ = ["SupervisedHasher", "fit_kernel_classifier"]
 
@@ -218,16 +218,7 @@ class SupervisedHasher(BaseHasher):
         self.seed = seed
 
     def _check_params(self) -> None:
-        if isinstance(self.anchors, bool) or not isinstance(self.anchors, int) or self.anchors < 2:
-            raise ConfigurationError(f"anchors must be an integer >= 2, got {self.anchors!r}")
-        for name in ("reg", "gamma"):
-            value = getattr(self, name)
-            if value != "auto" and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-            ):
-                raise ConfigurationError(f"{name} must be a non-negative number or 'auto', got {value!r}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ConfigurationError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        check_kernel_head_params(self)
         if not 0.0 < float(self.pseudo_threshold) <= 1.0:
             raise ConfigurationError("pseudo_threshold must be in (0, 1]")
         if (

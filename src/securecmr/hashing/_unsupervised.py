@@ -30,6 +30,7 @@ from ._base import BaseHasher, pack_signs
 from ._heads import KernelHead, signed_sqrt
 from ._linalg import expand, itq_rotation
 from ._supervised import _auto_sqrt, fit_kernel_classifier
+from ._validation import check_kernel_head_params
 
 __all__ = ["UnsupervisedHasher"]
 
@@ -82,18 +83,7 @@ class UnsupervisedHasher(BaseHasher):
         self.seed = seed
 
     def _check_params(self) -> None:
-        if isinstance(self.anchors, bool) or not isinstance(self.anchors, int) or self.anchors < 2:
-            raise ConfigurationError(f"anchors must be an integer >= 2, got {self.anchors!r}")
-        for name in ("reg", "gamma"):
-            value = getattr(self, name)
-            if value != "auto" and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-            ):
-                raise ConfigurationError(f"{name} must be a non-negative number or 'auto', got {value!r}")
-        for name in ("max_iter", "itq_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        check_kernel_head_params(self, positive_ints=("max_iter", "itq_iters"))
         if self.teacher not in ("text", "image"):
             raise ConfigurationError(f"teacher must be 'text' or 'image', got {self.teacher!r}")
 

@@ -88,3 +88,19 @@ def check_labels(labels: Any, n: int) -> np.ndarray:
 def labelled_mask(y: np.ndarray) -> np.ndarray:
     """Rows that carry at least one label."""
     return np.asarray(y.sum(axis=1) > 0)
+
+
+def check_kernel_head_params(est: Any, *, positive_ints: tuple[str, ...] = ("max_iter",)) -> None:
+    """Shared checks of the kernel-head parameters (``anchors``, ``reg``, ``gamma`` and the positive
+    integer counts named in ``positive_ints``) of the learned hashers."""
+    anchors = est.anchors
+    if isinstance(anchors, bool) or not isinstance(anchors, int) or anchors < 2:
+        raise ConfigurationError(f"anchors must be an integer >= 2, got {anchors!r}")
+    for name in ("reg", "gamma"):
+        value = getattr(est, name)
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ConfigurationError(f"{name} must be a non-negative number or 'auto', got {value!r}")
+    for name in positive_ints:
+        value = getattr(est, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
