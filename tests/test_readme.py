@@ -57,3 +57,12 @@ def test_python_example_runs(models_dir: Path, tmp_path: Path) -> None:
     assert lines[0].startswith("img-1 ")
     assert not any(line.startswith("img-2") for line in lines)
     assert "AuditReport(" in lines[-1]
+
+
+def test_every_guide_is_in_the_docs_index_and_the_mkdocs_nav() -> None:
+    index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
+    nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    for page in sorted((REPO / "docs").glob("*/*.md")):
+        rel = page.relative_to(REPO / "docs").as_posix()
+        assert f"]({rel})" in index, f"docs/index.md does not link {rel}"
+        assert rel in nav, f"mkdocs.yml nav lacks {rel}"
