@@ -3,7 +3,9 @@
 The store facade builds one :class:`StoreMonitor` and the access layer calls
 :meth:`StoreMonitor.before_search` / :meth:`StoreMonitor.after_search` around every search
 made through a session. Until :meth:`fit` has run the monitor only logs; afterwards the guard
-scores each principal's windows and alerts, throttles or blocks per its policy.
+scores each principal's windows and alerts, throttles or blocks per its policy. The guard runs
+in background mode (see :mod:`securecmr.monitor._guard`): a search only queues its event, the
+window is scored in a worker thread, and the decision lands before that principal's next search.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ class StoreMonitor:
         return None if self.guard is None else self.guard.detector
 
     def _start_guard(self, detector: QueryAnomalyDetector) -> None:
-        guard = QueryGuard(detector, self.policy, clock=self.clock, on_alert=self._alert)
+        if self.guard is not None:
+            self.guard.close()
+        guard = QueryGuard(detector, self.policy, clock=self.clock, on_alert=self._alert, background=True)
         for ev in self.log.events():  # rebuild each principal's window from the log
             guard.warm(ev)
         if self.state_path.exists():
@@ -128,7 +132,9 @@ class StoreMonitor:
         os.replace(tmp, self.state_path)
 
     def close(self) -> None:
-        """Close the query log's file handle (the store calls this on close)."""
+        """Finish pending scoring, stop the guard's worker and close the log (the store calls this)."""
+        if self.guard is not None:
+            self.guard.close()
         self.log.close()
 
     # ------------------------------------------------------------------ search path
