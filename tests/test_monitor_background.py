@@ -198,3 +198,57 @@ def test_evaluation_through_background_guards_matches_inline() -> None:
         assert bg[key] == inline[key]
     assert any(a["detection_rate"] > 0 for a in inline["attacks"].values())
     assert np.isfinite(inline["benign_false_positive_rate"])
+
+
+def test_background_query_log_writes_in_groups_off_the_searching_thread(tmp_path) -> None:
+    import gc
+
+    from securecmr.monitor import QueryLog
+
+    path = tmp_path / "q.log"
+    sealed = QueryLog(
+        path,
+        seal=lambda b: b[::-1],
+        unseal=lambda b: b[::-1],
+        flush_every=3,
+        flush_seconds=3600.0,
+        background=True,
+    )
+    evs = [QueryEvent("p", EPOCH + i, "c", 5, bytes([i]) * 8, ("a", "b"), 0.9, 0.5) for i in range(8)]
+    for ev in evs[:2]:
+        sealed.append(ev)
+    assert sealed._writer is None  # fewer than a group: kept, nothing encoded or written yet
+    sealed.append(evs[2])
+    writer = sealed._writer
+    assert writer is not None and writer.thread is not threading.current_thread()
+    sealed.append(evs[3])
+    assert [e.to_dict() for e in sealed.events()] == [e.to_dict() for e in evs[:4]]  # reading waits
+    assert all(line.startswith(b"s") for line in path.read_bytes().splitlines())  # sealed lines
+    sealed.extend(evs[4:7])
+    sealed.close()
+    assert not writer.thread.is_alive()
+    assert len(path.read_bytes().splitlines()) == 7
+    dropped = QueryLog(
+        path, unseal=lambda b: b[::-1], seal=lambda b: b[::-1], flush_every=100, background=True
+    )
+    dropped.append(evs[7])
+    dropped.flush()  # starts the writer, writes the one event
+    dropped.extend(evs[:2])  # kept: handed over only when the log is dropped
+    del dropped
+    gc.collect()
+    reread = QueryLog(path, seal=lambda b: b[::-1], unseal=lambda b: b[::-1])
+    assert [e.time for e in reread] == [e.time for e in evs[:7]] + [evs[7].time] + [evs[0].time, evs[1].time]
+
+
+def test_background_query_log_reports_a_write_error(tmp_path) -> None:
+    from securecmr.errors import MonitorError
+    from securecmr.monitor import QueryLog
+
+    def bad_seal(_b: bytes) -> bytes:
+        raise OSError("disk full")
+
+    log = QueryLog(tmp_path / "q.log", seal=bad_seal, unseal=lambda b: b, flush_every=1, background=True)
+    log.append(QueryEvent("p", EPOCH, "c", 5, b"\x01" * 8))
+    with pytest.raises(MonitorError, match="could not be written"):
+        log.flush()
+    log.close()

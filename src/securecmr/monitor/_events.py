@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import queue
 import threading
 import time
 import weakref
@@ -30,6 +31,67 @@ def _write_lines(path: Path, lines: list[bytes]) -> None:
         with open(path, "ab") as fh:
             fh.write(b"".join(lines))
         lines.clear()
+
+
+def _encode_lines(events: Iterable[QueryEvent], seal: Callable[[bytes], bytes] | None) -> list[bytes]:
+    """Log lines (JSON, sealed as hex when ``seal`` is given) for ``events``."""
+    lines = []
+    for ev in events:
+        raw = json.dumps(ev.to_dict(), separators=(",", ":")).encode("utf-8")
+        if seal is not None:
+            raw = b"s" + seal(raw).hex().encode("ascii")
+        lines.append(raw + b"\n")
+    return lines
+
+
+class _Writer:
+    """A background thread that encodes, seals and appends batches of events to one file.
+
+    It holds no reference to its :class:`QueryLog`, so a dropped log is still finalised: the
+    finaliser hands over the events not yet handed over and waits for the thread to finish.
+    """
+
+    def __init__(self, path: Path, seal: Callable[[bytes], bytes] | None, max_batches: int = 4) -> None:
+        self.path = path
+        self.seal = seal
+        self.queue: queue.Queue[list[QueryEvent] | None] = queue.Queue(maxsize=max_batches)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="securecmr-query-log", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        with open(self.path, "ab") as fh:
+            while True:
+                batch = self.queue.get()
+                try:
+                    if batch is None:
+                        return
+                    if self.error is None:
+                        fh.write(b"".join(_encode_lines(batch, self.seal)))
+                        fh.flush()
+                except BaseException as exc:  # reported to the next caller of the log
+                    self.error = exc
+                finally:
+                    self.queue.task_done()
+
+    def submit(self, batch: list[QueryEvent]) -> None:
+        """Queue a batch (waits while ``max_batches`` are already queued)."""
+        self.queue.put(batch)
+
+    def wait(self) -> None:
+        """Wait until every queued batch is written."""
+        if self.thread.is_alive():
+            self.queue.join()
+
+    def finish(self, rest: list[QueryEvent]) -> None:
+        """Write ``rest`` and everything queued, then stop the thread."""
+        if not self.thread.is_alive():
+            return
+        if rest:
+            self.submit(list(rest))
+            rest.clear()
+        self.queue.put(None)
+        self.thread.join()
 
 
 def keyed_id(key: bytes, item_id: object) -> str:
@@ -120,6 +182,14 @@ class QueryLog:
     first append after ``flush_seconds`` (reading, :meth:`flush` and :meth:`close` write any
     pending lines first), so a crash loses at most ``flush_every - 1`` recent events.
     ``flush_every=1`` writes every event as it comes.
+
+    ``background=True`` (a store's monitor uses it) takes the encoding, sealing and writing off
+    the searching thread: :meth:`append` only keeps the event, and each group of
+    ``flush_every`` events (or the first after ``flush_seconds``) goes to a writer thread, at
+    most four groups queued (an append waits beyond that). A crash then loses the events not yet
+    written: at most ``5 * flush_every - 1``. Reading, :meth:`flush` and :meth:`close` wait
+    for the writer; a write error is raised (as :class:`MonitorError`) by the next of them or
+    the next append.
     """
 
     def __init__(
@@ -130,6 +200,7 @@ class QueryLog:
         unseal: Callable[[bytes], bytes] | None = None,
         flush_every: int = 1,
         flush_seconds: float = 1.0,
+        background: bool = False,
     ) -> None:
         if (seal is None) != (unseal is None):
             raise MonitorError("pass both seal and unseal, or neither")
@@ -138,7 +209,10 @@ class QueryLog:
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self._pending: list[bytes] = []
+        self._events: list[QueryEvent] = []  # background mode: kept, not yet handed to the writer
         self._last_flush = time.monotonic()
+        self.background = background and path is not None
+        self._writer: _Writer | None = None
         if path is not None:  # lines still pending when the log is dropped (or at exit) are written
             weakref.finalize(self, _write_lines, Path(path), self._pending)
         self._path = None if path is None else Path(path)
@@ -169,16 +243,33 @@ class QueryLog:
             if self._path is None:
                 self._memory.extend(events)
                 return
-            lines = []
-            for ev in events:
-                raw = json.dumps(ev.to_dict(), separators=(",", ":")).encode("utf-8")
-                if self._seal is not None:
-                    raw = b"s" + self._seal(raw).hex().encode("ascii")
-                lines.append(raw + b"\n")
+            if self.background:
+                self._events.extend(events)
+                now = time.monotonic()
+                if len(self._events) >= self.flush_every or now - self._last_flush >= self.flush_seconds:
+                    self._hand_over(now)
+                return
+            lines = _encode_lines(events, self._seal)
             self._pending.extend(lines)
             now = time.monotonic()
             if len(self._pending) >= self.flush_every or now - self._last_flush >= self.flush_seconds:
                 self._write_pending(now)
+
+    def _hand_over(self, now: float | None = None) -> None:
+        """Give the kept events to the writer thread (the caller holds the lock)."""
+        self._last_flush = time.monotonic() if now is None else now
+        writer = self._writer
+        if writer is not None and writer.error is not None:
+            exc, writer.error = writer.error, None
+            raise MonitorError(f"the query log could not be written ({type(exc).__name__})") from None
+        if not self._events or self._path is None:
+            return
+        if writer is None or not writer.thread.is_alive():
+            writer = self._writer = _Writer(self._path, self._seal)
+            weakref.finalize(self, writer.finish, self._events)
+        batch = list(self._events)
+        self._events.clear()
+        writer.submit(batch)
 
     def _write_pending(self, now: float | None = None) -> None:
         """Write and flush pending lines (the caller holds the lock)."""
@@ -194,12 +285,24 @@ class QueryLog:
     def flush(self) -> None:
         """Write any pending lines to the file."""
         with self._lock:
-            self._write_pending()
+            self._sync()
+
+    def _sync(self) -> None:
+        """Write everything appended so far (the caller holds the lock)."""
+        if self.background:
+            self._hand_over()
+            if self._writer is not None:
+                self._writer.wait()
+                self._hand_over()  # raises a write error, if there was one
+        self._write_pending()
 
     def close(self) -> None:
         """Write pending lines and close the append handle (a later append reopens it)."""
         with self._lock:
-            self._write_pending()
+            self._sync()
+            if self._writer is not None:
+                self._writer.finish(self._events)
+                self._writer = None
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None

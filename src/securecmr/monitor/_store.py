@@ -54,7 +54,9 @@ class StoreMonitor:
         self.policy = policy or GuardPolicy()
         self.on_alert = on_alert
         # lines go to disk 16 at a time (one write per 16 searches, not per search); see QueryLog
-        self.log = QueryLog(self.directory / "queries.log", seal=seal, unseal=unseal, flush_every=16)
+        self.log = QueryLog(
+            self.directory / "queries.log", seal=seal, unseal=unseal, flush_every=16, background=True
+        )
         self._write_info()
         self.guard: QueryGuard | None = None
         if self.detector_path.exists():
