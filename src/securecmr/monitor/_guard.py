@@ -169,7 +169,7 @@ class QueryGuard:
                     profile=d.profile_for(principal),
                 )
             )
-            self._states[principal] = st
+            st = self._states.setdefault(principal, st)  # two threads, one new principal: one state
         return st
 
     def check(self, principal: str, k: int) -> int:
