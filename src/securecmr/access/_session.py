@@ -302,15 +302,16 @@ class GuardedCollection:
         privacy = self._privacy(role)
         if privacy.active:
             hits = [_with_score(h, privacy.apply(float(h.score))) for h in hits]
-        self._audit(user, "search", query_fingerprint=fp, result_ids=[h.id for h in hits], detail={"k": k})
+        ids = [h.id for h in hits]
+        self._audit(user, "search", query_fingerprint=fp, result_ids=ids, detail={"k": k})
         if monitor is not None:
             monitor.after_search(
                 user.name,
                 collection=self.name,
                 k=k,
                 code=logged,
-                result_ids=[h.id for h in hits],
-                scores=[float(h.score) for h in hits],
+                result_ids=ids,
+                scores=[float(h.score) for h in hits[:2]],  # the event keeps the top two only
                 collection_size=_size_of(self._inner),
                 bits=int(getattr(self._inner, "bits", 64)),
                 tenant=user.tenant,

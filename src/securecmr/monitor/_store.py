@@ -49,7 +49,7 @@ class StoreMonitor:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
         self._key = key
-        self._ids: dict[str, str] = {}
+        self._ids: dict[object, str] = {}  # str(id) -> keyed id
         self.clock = clock
         self.policy = policy or GuardPolicy()
         self.on_alert = on_alert
@@ -164,23 +164,28 @@ class StoreMonitor:
         A refused search is logged too (``denied=True`` and the refusal ``reason``), with its
         code when one was at hand (``b""`` otherwise), so enumeration through refused calls shows.
         """
-        code = bytes(code)
+        if type(code) is not bytes:
+            code = bytes(code)
         if code and len(code) * 8 != bits:  # measure a code in its own width
             bits = len(code) * 8
+        # keyed ids: one dict lookup per hit; HMAC only for an id not seen lately (see _keyed)
+        known = self._ids.get
+        keyed = tuple([known(r) or self._keyed(r) for r in result_ids])
+        n_scores = len(scores)
         ev = QueryEvent(
-            principal=principal,
-            time=float(self.clock()),
-            collection=collection,
-            k=int(k),
-            code=code,
-            result_ids=tuple(self._keyed(r) for r in result_ids),
-            top1=float(scores[0]) if len(scores) > 0 else None,
-            top2=float(scores[1]) if len(scores) > 1 else None,
-            denied=bool(denied),
-            tenant=tenant,
-            collection_size=int(collection_size),
-            bits=int(bits),
-            reason=reason,
+            principal,
+            float(self.clock()),
+            collection,
+            int(k),
+            code,
+            keyed,
+            float(scores[0]) if n_scores > 0 else None,
+            float(scores[1]) if n_scores > 1 else None,
+            bool(denied),
+            tenant,
+            int(collection_size),
+            int(bits),
+            reason,
         )
         self.log.append(ev)
         return None if self.guard is None else self.guard.observe(ev)
