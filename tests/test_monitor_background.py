@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from _monitor_helpers import Clock, make_world
 
 from securecmr.errors import BlockedError, ConfigurationError, ThrottledError
 from securecmr.monitor import (
@@ -15,7 +16,6 @@ from securecmr.monitor import (
     QueryEvent,
     QueryGuard,
     TrafficSimulator,
-    run_plan,
     synthetic_collection,
 )
 from securecmr.monitor._evaluate import evaluate
@@ -24,25 +24,7 @@ from securecmr.monitor._simulator import EPOCH
 
 @pytest.fixture(scope="module")
 def world() -> tuple[TrafficSimulator, HammingIndex, QueryAnomalyDetector]:
-    codes, topics = synthetic_collection(400, n_topics=8, seed=3)
-    sim = TrafficSimulator(codes, topics, seed=3)
-    index = HammingIndex(codes)
-    train = {
-        u: run_plan(
-            sim.benign(u, days=(0, 12)), lambda q: index.search(q.code, q.k), collection_size=400, bits=64
-        )
-        for u in [f"u{i}" for i in range(8)]
-    }
-    det = QueryAnomalyDetector(n_estimators=50).fit_events(train, store_id="s1")
-    return sim, index, det
-
-
-class _Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+    return make_world(3)
 
 
 def _event(q, k: int, ids: list[str], scores: list[float]) -> QueryEvent:
@@ -51,7 +33,7 @@ def _event(q, k: int, ids: list[str], scores: list[float]) -> QueryEvent:
     )
 
 
-def _outcomes(guard: QueryGuard, clock: _Clock, index: HammingIndex, plan: list) -> list[str]:
+def _outcomes(guard: QueryGuard, clock: Clock, index: HammingIndex, plan: list) -> list[str]:
     """Per planned search: 'served', 'throttled' or 'blocked' (check, search, observe)."""
     out = []
     for q in plan:
@@ -88,7 +70,7 @@ def test_background_guard_refuses_exactly_the_searches_the_inline_guard_refuses(
     sim, index, det = world
     plan = _interleaved(sim)
     policy = GuardPolicy(action="block", strikes_to_block=2)
-    inline_clock, bg_clock = _Clock(EPOCH), _Clock(EPOCH)
+    inline_clock, bg_clock = Clock(EPOCH), Clock(EPOCH)
     inline = QueryGuard(det, policy, clock=inline_clock)
     bg = QueryGuard(det, policy, clock=bg_clock, background=True, queue_size=queue_size)
     expected = _outcomes(inline, inline_clock, index, plan)
@@ -102,7 +84,7 @@ def test_background_guard_refuses_exactly_the_searches_the_inline_guard_refuses(
 
 def test_a_block_decided_by_rescoring_applies_to_the_very_next_search(world: tuple) -> None:
     sim, index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     guard = QueryGuard(det, GuardPolicy(action="block", strikes_to_block=1), clock=clock, background=True)
     plan = sim.attack("scraper", "mallory", start_day=13, n_queries=200)
     served = 0
@@ -159,7 +141,7 @@ def test_alerts_reach_on_alert_on_a_calling_thread_and_close_stops_the_worker(wo
 
 def test_hard_rate_throttle_is_immediate_and_refills(world: tuple) -> None:
     _sim, _index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     guard = QueryGuard(
         det, GuardPolicy(action="throttle", max_rate=5, rate_seconds=60.0), clock=clock, background=True
     )

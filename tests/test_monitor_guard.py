@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _monitor_helpers import Clock, make_world
 
 from securecmr.errors import BlockedError, IntegrityError, MonitorError, ThrottledError
 from securecmr.monitor import (
@@ -17,36 +18,16 @@ from securecmr.monitor import (
     QueryLog,
     StoreMonitor,
     TrafficSimulator,
-    run_plan,
-    synthetic_collection,
 )
 from securecmr.monitor._simulator import EPOCH
 
 
 @pytest.fixture(scope="module")
 def world() -> tuple[TrafficSimulator, HammingIndex, QueryAnomalyDetector]:
-    codes, topics = synthetic_collection(400, n_topics=8, seed=2)
-    sim = TrafficSimulator(codes, topics, seed=2)
-    index = HammingIndex(codes)
-    train = {
-        u: run_plan(
-            sim.benign(u, days=(0, 12)), lambda q: index.search(q.code, q.k), collection_size=400, bits=64
-        )
-        for u in [f"u{i}" for i in range(8)]
-    }
-    det = QueryAnomalyDetector(n_estimators=50).fit_events(train, store_id="s1")
-    return sim, index, det
+    return make_world(2)
 
 
-class _Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _drive(guard: QueryGuard, clock: _Clock, index: HammingIndex, plan: list) -> tuple[int, int, int]:
+def _drive(guard: QueryGuard, clock: Clock, index: HammingIndex, plan: list) -> tuple[int, int, int]:
     """Run a plan through check/search/observe; count throttled, blocked and served searches."""
     throttled = blocked = served = 0
     for q in plan:
@@ -71,7 +52,7 @@ def _drive(guard: QueryGuard, clock: _Clock, index: HammingIndex, plan: list) ->
 
 def test_scraper_is_throttled_then_blocked_and_admin_unblocks(world: tuple) -> None:
     sim, index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     alerts: list = []
     guard = QueryGuard(
         det, GuardPolicy(action="block", strikes_to_block=2), clock=clock, on_alert=alerts.append
@@ -89,7 +70,7 @@ def test_scraper_is_throttled_then_blocked_and_admin_unblocks(world: tuple) -> N
 
 def test_throttle_caps_k_and_rate(world: tuple) -> None:
     sim, index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     guard = QueryGuard(det, GuardPolicy(action="throttle", throttle_k=3, throttle_interval=10.0), clock=clock)
     plan = sim.attack("enumerator", "eve", start_day=13, n_queries=80)
     throttled, blocked, _served = _drive(guard, clock, index, plan)
@@ -102,7 +83,7 @@ def test_throttle_caps_k_and_rate(world: tuple) -> None:
 
 def test_benign_user_keeps_working(world: tuple) -> None:
     sim, index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     guard = QueryGuard(det, GuardPolicy(action="alert"), clock=clock)
     throttled, blocked, served = _drive(guard, clock, index, sim.benign("u1", days=(12, 16)))
     assert throttled == blocked == 0 and served > 0
@@ -111,7 +92,7 @@ def test_benign_user_keeps_working(world: tuple) -> None:
 
 def test_alert_only_policy_never_blocks(world: tuple) -> None:
     sim, index, det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     guard = QueryGuard(det, GuardPolicy(action="alert"), clock=clock)
     _t, blocked, served = _drive(guard, clock, index, sim.attack("scraper", "m", start_day=13, n_queries=100))
     assert blocked == 0 and served == 100 and guard.alerts("m")
@@ -149,7 +130,7 @@ def test_query_log_sealed_and_corrupt(tmp_path: Path) -> None:
 
 def test_store_monitor_fit_report_persist(world: tuple, tmp_path: Path) -> None:
     sim, index, _det = world
-    clock = _Clock(EPOCH)
+    clock = Clock(EPOCH)
     mon = StoreMonitor(tmp_path / "monitor", store_id="store-1", key=b"k" * 32, clock=clock)
     with pytest.raises(MonitorError, match="empty"):
         mon.fit()

@@ -1,0 +1,36 @@
+"""Shared pieces of the guard tests: a small fitted world and a settable clock."""
+
+from __future__ import annotations
+
+from securecmr.monitor import (
+    HammingIndex,
+    QueryAnomalyDetector,
+    TrafficSimulator,
+    run_plan,
+    synthetic_collection,
+)
+
+
+def make_world(seed: int) -> tuple[TrafficSimulator, HammingIndex, QueryAnomalyDetector]:
+    """400 synthetic codes in 8 topics, a simulator over them and a detector fitted on 8 benign users."""
+    codes, topics = synthetic_collection(400, n_topics=8, seed=seed)
+    sim = TrafficSimulator(codes, topics, seed=seed)
+    index = HammingIndex(codes)
+    train = {
+        u: run_plan(
+            sim.benign(u, days=(0, 12)), lambda q: index.search(q.code, q.k), collection_size=400, bits=64
+        )
+        for u in [f"u{i}" for i in range(8)]
+    }
+    det = QueryAnomalyDetector(n_estimators=50).fit_events(train, store_id="s1")
+    return sim, index, det
+
+
+class Clock:
+    """A clock the test sets by hand."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
