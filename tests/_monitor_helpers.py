@@ -1,11 +1,20 @@
-"""Shared pieces of the guard tests: a small fitted world and a settable clock."""
+"""Shared pieces of the monitor tests: a small fitted world, a settable clock, and the access
+engineer's in-memory store double with the query monitor wired in as the facade wires it."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from _access_double import DStore
+
 from securecmr.monitor import (
     HammingIndex,
+    MonitorMixin,
     QueryAnomalyDetector,
     TrafficSimulator,
+    open_store_monitor,
     run_plan,
     synthetic_collection,
 )
@@ -34,3 +43,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+class MStore(DStore, MonitorMixin):
+    """The store double with a query monitor in ``<path>/monitor``."""
+
+    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float]) -> None:
+        super().__init__(path, clock=clock)
+        self._monitor = open_store_monitor(
+            Path(path) / "monitor", b"s" * 32, store_id="store-x", clock=clock, audit=self._access.audit
+        )

@@ -4,35 +4,24 @@ modality (never the raw query or a fingerprint of it), and refused searches with
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _access_double import DItem, DStore
+from _access_double import DItem
+from _monitor_helpers import MStore
 
 from securecmr.errors import AuthenticationError, BlockedError, PermissionDeniedError
 from securecmr.monitor import (
-    MonitorMixin,
     PrincipalTracker,
     QueryAnomalyDetector,
     QueryEvent,
     TrafficSimulator,
-    open_store_monitor,
     synthetic_collection,
 )
 from securecmr.monitor._features import FEATURE_NAMES
 from securecmr.monitor._simulator import EPOCH
 from securecmr.store import Item, Store
-
-
-class MStore(DStore, MonitorMixin):
-    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float]) -> None:
-        super().__init__(path, clock=clock)
-        self._monitor = open_store_monitor(
-            Path(path) / "monitor", b"s" * 32, store_id="store-x", clock=clock, audit=self._access.audit
-        )
 
 
 def _real_store(tmp_path: Path, now: list[float]) -> Store:

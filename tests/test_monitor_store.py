@@ -6,31 +6,21 @@ Runs on the access engineer's in-memory store double (``tests/_access_double.py`
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _access_double import DItem, DStore
+from _access_double import DItem
+from _monitor_helpers import MStore
 
 from securecmr.errors import BlockedError, DecryptionError, PermissionDeniedError
 from securecmr.monitor import (
-    MonitorMixin,
     QueryAnomalyDetector,
     TrafficSimulator,
     open_store_monitor,
     synthetic_collection,
 )
 from securecmr.monitor._simulator import EPOCH
-
-
-class MStore(DStore, MonitorMixin):
-    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float]) -> None:
-        super().__init__(path, clock=clock)
-        self._monitor = open_store_monitor(
-            Path(path) / "monitor", b"s" * 32, store_id="store-x", clock=clock, audit=self._access.audit
-        )
 
 
 def test_session_searches_are_logged_guarded_and_audited(tmp_path: Path) -> None:
