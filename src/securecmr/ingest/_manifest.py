@@ -7,14 +7,13 @@ what lets a job journal say "batch 17 is done" and a resumed job trust it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Reject", "Row", "iter_batches", "manifest_sha256"]
+__all__ = ["Reject", "Row", "iter_batches"]
 
 
 @dataclass
@@ -49,14 +48,6 @@ class Reject:
 
     line: int
     reason: str
-
-
-def manifest_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _parse(obj: Any, base: Path) -> Row | str:
