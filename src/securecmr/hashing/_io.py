@@ -5,8 +5,8 @@ linear heads, serialised ONNX graphs for nonlinear ones) and any learned trainin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SerializationError
+from ..protect._atomic import atomic_write
 from ._heads import head_from_state
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save_hasher"]
@@ -60,13 +61,10 @@ def save_hasher(hasher: Any, path: Path) -> Path:
     arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     path = Path(path)
     if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz") if not path.name.endswith(".npz") else path
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+        path = path.with_name(path.name + ".npz")
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write(path, buf.getvalue())
     return path
 
 
