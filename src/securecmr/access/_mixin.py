@@ -7,12 +7,12 @@ secret derived from the store keyring, driven by the store clock) and gains ``cr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..audit import AuditLog
 from ._control import DEFAULT_TOKEN_TTL_HOURS, AccessControl
 from ._roles import Role
-from ._session import Session
+from ._session import Session, StorePort
 
 __all__ = ["AccessMixin"]
 
@@ -48,7 +48,7 @@ class AccessMixin:
 
     def session(self, token: str) -> Session:
         """The session of the token's user; AuthenticationError if forged, expired or revoked."""
-        return Session(self, self._access, self._access.authenticate(token))
+        return Session(cast(StorePort, self), self._access, self._access.authenticate(token))
 
     @property
     def audit(self) -> AuditLog:

@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
             guarded = _session_collection(s, name)
             coll = guarded._inner if guarded is not None else s.collection(name)
             # encode first (long), then insert everything in one transaction (all-or-nothing)
-            from ..store._types import Item
+            from ..store import Item
 
             encoded = []
             batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
