@@ -44,7 +44,7 @@ def usage(message: str) -> Exception:
     try:
         from typer._click.exceptions import UsageError
     except ImportError:  # pragma: no cover - older typer on plain click
-        from click.exceptions import UsageError  # type: ignore[no-redef,assignment]
+        from click.exceptions import UsageError  # type: ignore[assignment]
     return UsageError(message)
 
 
