@@ -153,9 +153,15 @@ def test_client_audit_and_users_calls(tmp_path: Path) -> None:
         new = root.create_user("temp", "reader")
         assert Client(server.url, new).collections() == []
         again = root.reissue_token("temp")
-        with pytest.raises(securecmr.errors.AuthenticationError):
-            Client(server.url, new).collections()  # the old token stopped working
         assert Client(server.url, again).whoami()["user"] == "temp"
+        with pytest.raises(securecmr.errors.UserExistsError):
+            root.create_user("temp", "admin")  # never silently replaced
+        with pytest.raises(securecmr.errors.UserNotFoundError):
+            root.reissue_token("ghost")
+        root.revoke_user("temp")
+        for tok in (new, again):
+            with pytest.raises(securecmr.errors.AuthenticationError):
+                Client(server.url, tok).collections()
         assert {u["name"] for u in root.users()} >= {"root", "temp"}
         aud = Client(server.url, tokens["aud"])
         report = aud.audit_verify()

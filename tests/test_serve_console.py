@@ -5,6 +5,7 @@ page (written to a temp dir; size and key elements asserted)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -28,8 +29,6 @@ if CHROMIUM is None or DRIVER is None:
         "headless Chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run does)",
         allow_module_level=True,
     )
-
-import contextlib
 
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402

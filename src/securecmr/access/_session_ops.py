@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ItemNotFoundError, MonitorError, PermissionDeniedError, SecureCMRError
+from ..errors import (
+    ConfigurationError,
+    ItemNotFoundError,
+    MonitorError,
+    PermissionDeniedError,
+    SecureCMRError,
+    UserExistsError,
+    UserNotFoundError,
+)
 from ._roles import Permission
 
 if TYPE_CHECKING:
@@ -145,33 +153,17 @@ class SessionOpsMixin:
         user = self._fresh_user()
         if tenant is None:
             tenant = user.tenant
-        return self._control.create_user(
+        token = self._control.create_user(
             name, role=role, tenant=tenant, attrs=attrs, ttl_hours=ttl_hours, by=user
         )
+        if token is None:  # only with exist_ok=True, which is never passed here
+            raise UserExistsError(f"a user named {name!r} already exists")
+        return token
 
     def reissue_token(self, name: str, *, ttl_hours: float = _DEFAULT_TTL_HOURS) -> str:
-        """Issue a new token to an existing user (admin only, own tenant): the old tokens stop working."""
-        user = self._fresh_user()
-        target = self._control.registry.users.get(name) if isinstance(name, str) else None
-        if target is None or target.revoked or (user.tenant is not None and target.tenant != user.tenant):
-            from ..errors import ConfigurationError
-
-            self._control.audit.append(
-                "user.create",
-                principal=user.name,
-                tenant=user.tenant,
-                outcome="denied",
-                reason="no such user",
-            )
-            raise ConfigurationError("no such user (or revoked: create the user again)")
-        return self._control.create_user(
-            name,
-            role=target.role,
-            tenant=target.tenant,
-            attrs=dict(target.attrs),
-            ttl_hours=ttl_hours,
-            by=user,
-        )
+        """Issue another token to an existing user (admin only, own tenant); returns it once.
+        Older tokens stay valid until they expire or the user is revoked."""
+        return self._control.issue_token(name, ttl_hours=ttl_hours, by=self._fresh_user())
 
     def revoke_user(self, name: str) -> None:
         """Revoke every token of ``name`` (admin only, own tenant)."""
@@ -182,16 +174,9 @@ class SessionOpsMixin:
         user = self._fresh_user()
         self._require_admin(user, "user.list")
         out = [
-            {
-                "name": u.name,
-                "role": u.role,
-                "tenant": u.tenant,
-                "revoked": u.revoked,
-                "created_at": u.created_at,
-                "tokens": len(u.tokens),
-            }
-            for u in self._control.registry.users.values()
-            if user.tenant is None or u.tenant == user.tenant
+            {**u, "revoked": u["revoked_at"] is not None}
+            for u in self._control.users()
+            if user.tenant is None or u["tenant"] == user.tenant
         ]
         self._control.audit.append("user.list", principal=user.name, tenant=user.tenant)
         return sorted(out, key=lambda d: d["name"])
@@ -238,12 +223,8 @@ class SessionOpsMixin:
         self._require_admin(user, "monitor.unblock")
         target = self._control.registry.users.get(principal) if isinstance(principal, str) else None
         if not isinstance(reason, str) or not reason.strip():
-            from ..errors import ConfigurationError
-
             raise ConfigurationError("give a reason for lifting the block (it is audited)")
         if target is None or (user.tenant is not None and target.tenant != user.tenant):
-            from ..errors import ConfigurationError
-
             self._control.audit.append(
                 "monitor.unblock",
                 principal=user.name,
@@ -251,7 +232,7 @@ class SessionOpsMixin:
                 outcome="denied",
                 reason="no such user",
             )
-            raise ConfigurationError("no such user")
+            raise UserNotFoundError("no such user")
         self._store.monitor.unblock(principal)
         self._control.audit.append(
             "monitor.unblock",
