@@ -35,6 +35,13 @@ def serve_cmd(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Most items or ids per request.")] = 1000,
     max_k: Annotated[int, typer.Option("--max-k", help="Most results per search.")] = 1000,
     timeout: Annotated[float, typer.Option("--timeout", help="Per-request time limit, seconds.")] = 30.0,
+    client_timeout: Annotated[
+        float,
+        typer.Option("--client-timeout", help="Seconds a client may stall while sending headers or body."),
+    ] = 10.0,
+    search_threads: Annotated[
+        int, typer.Option("--search-threads", help="OpenMP threads per faiss search (1 suits small boxes).")
+    ] = 1,
     drain_seconds: Annotated[int, typer.Option("--drain-seconds", help="Grace period on SIGTERM.")] = 30,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the web console.")] = False,
@@ -49,6 +56,8 @@ def serve_cmd(
         max_batch=max_batch,
         max_k=max_k,
         request_timeout=timeout,
+        body_timeout=client_timeout,
+        header_timeout=client_timeout,
     )
     serve(
         store,
@@ -62,6 +71,7 @@ def serve_cmd(
         drain_seconds=drain_seconds,
         log_level=log_level,
         console=not no_console,
+        search_threads=search_threads,
     )
 
 

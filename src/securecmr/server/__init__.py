@@ -15,7 +15,9 @@ from ._run import DEFAULT_HOST, DEFAULT_PORT, check_bind, read_passphrase, serve
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "Limits", "check_bind", "create_app", "read_passphrase", "serve"]
 
 
-def create_app(store: Any, limits: Limits | None = None, *, console: bool = True) -> Any:
+def create_app(
+    store: Any, limits: Limits | None = None, *, console: bool = True, search_threads: int | None = 1
+) -> Any:
     """The ASGI app serving ``store`` (it closes the store at shutdown). Imports FastAPI lazily."""
     try:
         from ._app import create_app as _create
@@ -25,4 +27,4 @@ def create_app(store: Any, limits: Limits | None = None, *, console: bool = True
         raise MissingDependencyError(
             f"the HTTP service needs {exc.name}: pip install 'securecmr[serve]'"
         ) from None
-    return _create(store, limits, console=console)
+    return _create(store, limits, console=console, search_threads=search_threads)

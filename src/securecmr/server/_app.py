@@ -45,13 +45,16 @@ def _problem_response(exc: BaseException) -> Response:
     return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def create_app(store: Any, limits: Limits | None = None, *, console: bool = True) -> FastAPI:
+def create_app(
+    store: Any, limits: Limits | None = None, *, console: bool = True, search_threads: int | None = 1
+) -> FastAPI:
     """The application serving ``store`` (an open, writable :class:`~securecmr.Store`).
 
     The app owns the store from here on: it closes it at shutdown, after the last request, so
-    the audit and query logs are flushed."""
+    the audit and query logs are flushed. ``search_threads``: OpenMP threads of one faiss search
+    (None leaves faiss's default); store calls run one at a time, so 1 avoids oversubscription."""
     limits = limits or Limits()
-    runner = StoreRunner(limits.request_timeout)
+    runner = StoreRunner(limits.request_timeout, search_threads=search_threads)
     service = Service(store, limits, runner)
 
     @asynccontextmanager

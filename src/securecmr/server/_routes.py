@@ -75,8 +75,8 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-def _k(value: Any, limits: Limits) -> int:
-    if isinstance(value, str) and value.strip().isdigit():  # multipart fields are text
+def _k(value: Any, limits: Limits, *, text: bool = False) -> int:
+    if text and isinstance(value, str) and value.strip().isdigit():  # multipart fields are text
         value = int(value)
     if type(value) is not int or value < 1:
         raise ConfigurationError("k must be a positive integer")
@@ -254,7 +254,7 @@ def build_router(service: Service) -> APIRouter:
             video = await _upload(form, "video")
             if (image is None) == (video is None):
                 raise InputError("upload exactly one file, as 'image' or 'video'")
-            kwargs["k"] = _k(form.get("k", 10), limits)
+            kwargs["k"] = _k(form.get("k", "10"), limits, text=True)
             modality = form.get("modality")
             if modality:
                 kwargs["modality"] = str(modality)

@@ -130,8 +130,12 @@ def serve(
     drain_seconds: int = 30,
     log_level: str = "info",
     console: bool = True,
+    search_threads: int = 1,
 ) -> None:
-    """Open the store and serve it until SIGTERM/SIGINT (blocking)."""
+    """Open the store and serve it until SIGTERM/SIGINT (blocking).
+
+    ``search_threads``: OpenMP threads of one faiss search. Requests are served one at a time at
+    the store, so one thread per search avoids OpenMP start-up and oversubscription on small boxes."""
     import uvicorn
 
     import securecmr
@@ -139,13 +143,15 @@ def serve(
     from ._app import create_app
 
     check_bind(host, tls_cert, tls_key, insecure_http)
+    if not isinstance(search_threads, int) or search_threads < 1:
+        raise ConfigurationError("search_threads must be a positive integer")
     limits = limits or Limits()
     passphrase = read_passphrase(passphrase_file)
     store = securecmr.Store.open(store_path, passphrase=passphrase)
     del passphrase
     _logging(log_level)
     try:
-        app = create_app(store, limits, console=console)
+        app = create_app(store, limits, console=console, search_threads=search_threads)
     except BaseException:
         store.close()
         raise

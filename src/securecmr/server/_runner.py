@@ -30,9 +30,14 @@ class _NotStarted(Exception):
 class StoreRunner:
     """One worker thread in front of one store."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, search_threads: int | None = 1) -> None:
         self.timeout = float(timeout)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securecmr-store")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="securecmr-store",
+            initializer=_omp_threads,
+            initargs=(search_threads,),
+        )
         self._closed = False
 
     def _timeout_problem(self) -> HTTPProblem:
@@ -78,6 +83,17 @@ class StoreRunner:
         if final is not None:
             self._pool.submit(final).result()
         self._pool.shutdown(wait=True)
+
+
+def _omp_threads(n: int | None) -> None:
+    """OpenMP threads of faiss searches made on this thread (an OpenMP setting is per thread)."""
+    if n is None:
+        return
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a core dependency
+        return
+    faiss.omp_set_num_threads(int(n))
 
 
 def _swallow(fut: Any) -> None:
