@@ -274,8 +274,7 @@ class Gate:
             return port.add(items, store_content=bool(req.store_content), visible=visible, audit=record)
         if req.action == "delete":
             return port.delete(ids, where, by=by or call.who.name, visible=visible, audit=record)
-        port.hold(ids or [], req.action == "hold", visible=visible, audit=record)
-        return None
+        return port.hold(ids or [], req.action == "hold", visible=visible, audit=record)
 
     def _authorise(self, who: Principal, action: str) -> Role | None:
         if who.user is None:

@@ -13,6 +13,7 @@ from ._control import AccessControl
 from ._gate import Principal
 from ._registry import User
 from ._roles import Permission
+from ._session_ops import CollectionOpsMixin, SessionOpsMixin
 from ._view import CollectionView
 
 __all__ = ["GuardedCollection", "Session", "StorePort", "qualify", "unqualify"]
@@ -53,7 +54,7 @@ class StorePort(Protocol):
     def collections(self) -> list[str]: ...
 
 
-class Session:
+class Session(SessionOpsMixin):
     """An authenticated user's handle on a store. Get one with ``store.session(token)``."""
 
     def __init__(self, store: StorePort, control: AccessControl, user: User) -> None:
@@ -174,7 +175,7 @@ class Session:
         return n
 
 
-class GuardedCollection(CollectionView):
+class GuardedCollection(CollectionView, CollectionOpsMixin):
     """A collection seen through a session: the same typed calls as ``Collection``, run by the
     gate as the session's user (permission, tenant, policies, guard, one audit record each)."""
 

@@ -107,10 +107,13 @@ class CollectionView:
         deleted: int = self._run(Request("delete", ids=ids, where=where, by=by))
         return deleted
 
-    def hold(self, ids: Iterable[str | int] | str | int) -> None:
-        """Put items under legal hold: exempt from TTL purges and refused by delete."""
-        self._run(Request("hold", ids=ids))
+    def hold(self, ids: Iterable[str | int] | str | int) -> int:
+        """Put items under legal hold: exempt from TTL purges and refused by delete; returns how
+        many (an item the caller may not see reads exactly like a missing one)."""
+        held: int = self._run(Request("hold", ids=ids))
+        return held
 
-    def release(self, ids: Iterable[str | int] | str | int) -> None:
-        """Release a legal hold."""
-        self._run(Request("release", ids=ids))
+    def release(self, ids: Iterable[str | int] | str | int) -> int:
+        """Release a legal hold; returns how many."""
+        released: int = self._run(Request("release", ids=ids))
+        return released
