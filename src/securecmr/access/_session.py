@@ -184,6 +184,7 @@ class GuardedCollection(CollectionView, CollectionOpsMixin):
             inner._gate, inner._port, name, Principal(session.user, session.tenant, session._user)
         )
         self._session = session
+        self._inner = inner  # the store's handle, for stats and the CLI's encoders
 
     def __repr__(self) -> str:
         return f"GuardedCollection({self.name!r}, user={self._session.user!r})"
