@@ -133,6 +133,14 @@ class StoreMonitor:
         tmp.write_text(json.dumps(self.guard.state_dict()), "utf-8")
         os.replace(tmp, self.state_path)
 
+    def flush(self) -> None:
+        """Finish pending scoring, save the guard's state and write every logged query to disk
+        (a snapshot calls this before it copies the monitor's files)."""
+        if self.guard is not None:
+            self.guard.drain()
+            self._save_state()
+        self.log.flush()
+
     def close(self) -> None:
         """Finish pending scoring, stop the guard's worker and close the log (the store calls this)."""
         if self.guard is not None:
