@@ -24,6 +24,7 @@ from ._control import AccessControl
 from ._policy import Policy, compile_policy
 from ._registry import User
 from ._roles import Permission, Role, ScorePrivacy
+from ._session_ops import CollectionOpsMixin, SessionOpsMixin
 
 __all__ = ["GuardedCollection", "Session", "qualify", "unqualify"]
 
@@ -68,7 +69,7 @@ def _and(a: Policy | None, b: Policy | None) -> Policy | None:
 _QUERY_KEYS = ("text", "image", "video", "vector", "code")
 
 
-class Session:
+class Session(SessionOpsMixin):
     """An authenticated user's handle on a store. Get one with ``store.session(token)``."""
 
     def __init__(self, store: Any, control: AccessControl, user: User) -> None:
@@ -182,7 +183,7 @@ class Session:
         return n
 
 
-class GuardedCollection:
+class GuardedCollection(CollectionOpsMixin):
     """A collection seen through a session: ``add``/``search``/``delete`` are checked and audited."""
 
     def __init__(self, session: Session, inner: _Collection, name: str) -> None:
