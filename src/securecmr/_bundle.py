@@ -79,7 +79,7 @@ def make_bundle(
     for extra in extras:
         if not extra.replace("-", "").replace("_", "").isalnum():
             raise ConfigurationError(f"bad extra name {extra!r}")
-    model_dir = resolve_dir(models)
+    model_dir = resolve_dir(None if models is None else Path(models))
     report = verify_models(model_dir)
     bad = {k: v for k, v in report.items() if v != "ok"}
     if bad:
