@@ -260,7 +260,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--nurses", type=int, default=6)
-    ap.add_argument("--warmup-seconds", type=float, default=40.0)
+    ap.add_argument("--warmup-seconds", type=float, default=90.0)
+    ap.add_argument("--nurse-pace", type=float, default=0.25, help="seconds between a nurse's queries")
     ap.add_argument("--attack-seconds", type=float, default=15.0)
     args = ap.parse_args()
     import faiss
@@ -283,14 +284,14 @@ def main() -> None:
             load = drive(
                 server.url, [tokens[u] for u in loaders], queries(codes, 4000, seed=2), args.k, args.seconds
             )
-            # paced benign traffic: the normal the monitor learns (a query every ~0.4 s per nurse)
+            # paced benign traffic: the normal the monitor learns (a query every --nurse-pace s per nurse)
             warm = drive(
                 server.url,
                 [tokens[u] for u in nurses],
                 queries(codes, 4000, seed=3),
                 args.k,
                 args.warmup_seconds,
-                pace=0.4,
+                pace=args.nurse_pace,
             )
         finally:
             server.stop()
@@ -306,7 +307,7 @@ def main() -> None:
                     queries(codes, 4000, seed=4),
                     args.k,
                     args.attack_seconds,
-                    pace=0.4,
+                    pace=args.nurse_pace,
                 )
 
             bt = threading.Thread(target=benign)

@@ -397,3 +397,39 @@ def test_request_timeout_never_reports_a_started_write_as_failed() -> None:
     asyncio.run(scenario())
     runner.close()
     assert done == ["write"]
+
+
+def test_inline_reads_run_only_when_the_store_is_idle() -> None:
+    from securecmr.server._runner import StoreRunner
+
+    runner = StoreRunner(timeout=5.0)
+    busy = threading.Event()
+    release = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    def hold() -> None:
+        busy.set()
+        release.wait(5.0)
+
+    def where(tag: str) -> None:
+        seen.append((tag, threading.current_thread().name))
+
+    async def scenario() -> None:
+        await runner.call(lambda: where("idle"), inline=True)
+        holder = asyncio.ensure_future(runner.call(hold, write=True))
+        while not busy.is_set():
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(runner.call(lambda: where("busy"), inline=True))
+        await asyncio.sleep(0.05)
+        assert not queued.done()  # waits for the write: store calls stay one at a time
+        release.set()
+        await holder
+        await queued
+        await runner.call(lambda: where("write"), write=True, inline=True)
+
+    asyncio.run(scenario())
+    runner.close()
+    me = threading.current_thread().name
+    assert seen[0] == ("idle", me)
+    assert seen[1][0] == "busy" and seen[1][1].startswith("securecmr-store")
+    assert seen[2][0] == "write" and seen[2][1].startswith("securecmr-store")  # writes never inline

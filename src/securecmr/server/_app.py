@@ -59,6 +59,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner.configure_loop_thread(search_threads)
         try:
             yield
         finally:

@@ -37,7 +37,9 @@ class Service:
         self.runner = runner
         self.ready = True
 
-    async def run(self, request: Request, op: Callable[[Any], Any], *, write: bool = False) -> Any:
+    async def run(
+        self, request: Request, op: Callable[[Any], Any], *, write: bool = False, inline: bool = False
+    ) -> Any:
         """Authenticate the bearer token and run ``op(session)`` on the store thread."""
         token = _bearer(request)
 
@@ -46,7 +48,7 @@ class Service:
             request.scope.setdefault("state", {})["principal"] = session.user
             return op(session)
 
-        return await self.runner.call(call, write=write)
+        return await self.runner.call(call, write=write, inline=inline)
 
 
 def _bearer(request: Request) -> str:
@@ -286,7 +288,7 @@ def build_router(service: Service) -> APIRouter:
         for opt in ("modality", "query_modality"):
             if body.get(opt) is not None:
                 kwargs[opt] = _optional_str(body, opt)
-        hits = await service.run(request, lambda s: s.collection(name).search(**kwargs))
+        hits = await service.run(request, lambda s: s.collection(name).search(**kwargs), inline=key != "text")
         return {"hits": [hit_to_wire(h) for h in hits]}
 
     # ------------------------------------------------------------------ users
