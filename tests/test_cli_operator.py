@@ -186,3 +186,24 @@ def test_collection_create_with_a_fitted_hasher(store: str, tmp_path: Path) -> N
     err = jcli("collection", "create", store, "d", "--bits", "64", "--hasher", str(path), code=1)["error"]
     assert "32-bit" in err["message"]
     assert jcli("collection", "create", store, "e", "--hasher", str(tmp_path / "none.npz"), code=2)
+
+
+def test_roles(store: str) -> None:
+    names = [r["name"] for r in jcli("roles", "list", store)]
+    assert names == ["admin", "curator", "reader", "auditor"]
+    made = jcli(
+        "roles", "create", store, "triage", "-p", "search", "--max-k", "5", "--policy", "item.ward == 'a'"
+    )
+    assert made["permissions"] == ["search"] and made["max_k"] == 5
+    err = jcli("roles", "create", store, "triage", "-p", "search", code=1)["error"]
+    assert "--replace" in err["message"]
+    assert jcli("roles", "create", store, "triage", "-p", "search", "-p", "add", "--replace")[
+        "permissions"
+    ] == [
+        "add",
+        "search",
+    ]
+    assert jcli("roles", "create", store, "x", "-p", "fly", code=1)["error"]["type"] == "ConfigurationError"
+    token = jcli("users", "create", store, "tri", "--role", "triage")["token"]
+    with securecmr.Store.open(store, passphrase=PASS) as st:
+        assert st.session(token).role == "triage"
