@@ -108,8 +108,17 @@ class AccessMixin:
         self._check_open()
         self._access.revoke_user(name)
 
+    def roles(self) -> list[dict[str, Any]]:
+        """Every role, built-in and custom: name, permissions, policy, max_k, privacy, builtin."""
+        from ._roles import BUILTIN_ROLES
+
+        self._check_open()
+        out = [{**r.to_dict(), "builtin": True} for r in BUILTIN_ROLES.values()]
+        out += [{**r.to_dict(), "builtin": False} for _, r in sorted(self._access.registry.roles.items())]
+        return out
+
     def add_role(self, role: Role) -> None:
-        """Register a custom :class:`~securecmr.access.Role`."""
+        """Register a custom :class:`~securecmr.access.Role` (one of that name is replaced)."""
         self._access.add_role(role)
 
     def session(self, token: str) -> Session:
