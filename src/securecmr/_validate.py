@@ -39,6 +39,7 @@ __all__ = [
     "canonical_items",
     "canonical_label",
     "check_k",
+    "check_optional_ttl_hours",
     "check_policy_source",
     "check_ttl_hours",
 ]
@@ -232,10 +233,13 @@ def check_k(k: Any, name: str = "k") -> int:
     return value
 
 
-def check_ttl_hours(ttl_hours: Any, *, allow_none: bool = False) -> float | None:
-    """A finite ``ttl_hours`` > 0 and at most 100 years (or None when ``allow_none``)."""
-    if ttl_hours is None and allow_none:
-        return None
+def check_optional_ttl_hours(ttl_hours: Any) -> float | None:
+    """:func:`check_ttl_hours`, or None for no expiry."""
+    return None if ttl_hours is None else check_ttl_hours(ttl_hours)
+
+
+def check_ttl_hours(ttl_hours: Any) -> float:
+    """A finite ``ttl_hours`` > 0 and at most 100 years (the same rule for tokens and collections)."""
     if isinstance(ttl_hours, bool) or not isinstance(ttl_hours, numbers.Real):
         raise ConfigurationError("ttl_hours must be a number of hours")
     value = float(ttl_hours)

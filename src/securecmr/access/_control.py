@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._validate import check_ttl_hours
 from ..audit import HIPAA_RETENTION_DAYS, AuditLog
 from ..errors import (
     AuthenticationError,
@@ -146,8 +147,7 @@ class AccessControl:
             tenant = check_tenant(tenant)
             attrs = check_attrs(attrs)
             self.registry.role(role)
-            if ttl_hours <= 0:
-                raise ConfigurationError("ttl_hours must be positive")
+            ttl_hours = check_ttl_hours(ttl_hours)
             if by is not None:
                 self._require_user_admin(by, tenant)
             existing = self.registry.users.get(name)
@@ -257,8 +257,7 @@ class AccessControl:
                 raise UserNotFoundError(f"no active user named {name!r}")
             if by is not None:
                 self._require_user_admin(by, user.tenant)
-            if ttl_hours <= 0:
-                raise ConfigurationError("ttl_hours must be positive")
+            ttl_hours = check_ttl_hours(ttl_hours)
         except (ConfigurationError, PermissionDeniedError, UserNotFoundError) as exc:
             self.audit.append(
                 "user.token", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)

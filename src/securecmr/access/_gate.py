@@ -39,7 +39,7 @@ from ..errors import (
     PermissionDeniedError,
     SecureCMRError,
 )
-from ._control import OPERATOR, AccessControl
+from ._control import AccessControl
 from ._policy import Policy, compile_policy
 from ._registry import User
 from ._request import QUERY_KINDS, CollectionPort, ItemFilter, MonitorPort, Query, Request
@@ -68,7 +68,7 @@ class Principal:
     user: User | None = None
 
 
-OPERATOR_PRINCIPAL = Principal(OPERATOR)
+_WRITES = frozenset({"add", "delete", "hold", "release"})
 
 
 class _AuditFailed(Exception):
@@ -137,6 +137,15 @@ class Gate:
         except Exception as exc:
             if not call.recorded:
                 self._refused(call, port, exc)
+            elif call.req.action in _WRITES:  # recorded, then the commit failed: say it did not happen
+                self._control.audit.append(
+                    call.req.action,
+                    principal=call.who.name,
+                    tenant=call.who.tenant,
+                    collection=call.collection,
+                    outcome="denied",
+                    reason=f"rolled back after its record ({type(exc).__name__})",
+                )
             raise
 
     def _search(self, call: _Call, port: CollectionPort) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import check_policy_source, check_ttl_hours
+from .._validate import check_optional_ttl_hours, check_policy_source
 from ..access import OPERATOR, AccessControl, AccessMixin, AttributeTable, Gate, Principal, compile_policy
 from ..errors import (
     CollectionExistsError,
@@ -304,7 +304,7 @@ class Store(AccessMixin, MonitorMixin):
             raise ConfigurationError(f"unknown protection {protection!r}; choose one of {PROTECTION_MODES}")
         if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
             raise ConfigurationError("bits must be a positive multiple of 8 (at most 2040)")
-        ttl_hours = check_ttl_hours(ttl_hours, allow_none=True)
+        ttl_hours = check_optional_ttl_hours(ttl_hours)
         if hasher is not None and int(hasher.bits) != bits:
             raise ConfigurationError(
                 f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits"
