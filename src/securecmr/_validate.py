@@ -180,47 +180,108 @@ def canonical_label(value: Any, where: str = "the label") -> str:
     return _text(value, where, MAX_LABEL_BYTES)
 
 
+def _fast_id(item_id: Any) -> bool:
+    """True for the common ids that are canonical as given (short printable ASCII, 64-bit int)."""
+    kind = type(item_id)
+    if kind is str:
+        return 0 < len(item_id) <= MAX_ID_BYTES and item_id.isascii() and item_id.isprintable()
+    return kind is int and _I64[0] <= item_id <= _I64[1]
+
+
+def _fast_label(x: Any) -> bool:
+    return type(x) is str and 0 < len(x) <= MAX_LABEL_BYTES and x.isascii() and x.isprintable()
+
+
+_FLAT = (str, int, bool, type(None))
+
+
+def _fast_attrs(attrs: Any) -> bool:
+    """True for the common attrs that are canonical as given: a small flat dict of printable ASCII
+    keys and str/int/bool/None values (64-bit ints, ASCII strings)."""
+    if type(attrs) is not dict:
+        return False
+    size = 0
+    for key, value in attrs.items():
+        kind = type(value)
+        if type(key) is not str or kind not in _FLAT or not (key.isascii() and key.isprintable()):
+            return False
+        if kind is str:
+            if not value.isascii():
+                return False
+            size += len(value)
+        elif kind is int and not _I64[0] <= value <= _I64[1]:
+            return False
+        size += len(key) + 24
+    return size <= MAX_ATTRS_BYTES // 2
+
+
 def canonical_items(items: Iterable[Item] | Item) -> list[Item]:
-    """Canonical copies of ``items`` (a batch, or one Item), checked as a whole before anything is
-    stored: InputError names the first bad item by position; repeats of an id are refused."""
+    """Canonical ``items`` (a batch, or one Item), checked as a whole before anything is stored:
+    InputError names the first bad item by position; repeats of an id are refused. An item that is
+    canonical as given is passed through; others are copied in canonical form."""
     if isinstance(items, Item):
         items = [items]
     elif isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
         raise ConfigurationError("add() takes securecmr.Item objects (one, or a list of them)")
     out: list[Item] = []
-    seen: set[tuple[bool, str | int]] = set()
+    append = out.append
     for i, it in enumerate(items):
-        if not isinstance(it, Item):
+        if type(it) is not Item and not isinstance(it, Item):
             raise ConfigurationError(f"item {i}: add() takes securecmr.Item objects, not {type(it).__name__}")
-        where = f"item {i}"
-        item_id = canonical_id(it.id, f"{where}: the id")
-        key = _id_key(item_id)
-        if key in seen:
-            raise InputError(f"{where}: the batch repeats an id; nothing was added")
-        seen.add(key)
-        text = it.text
-        if text is not None:
-            if not isinstance(text, str):
-                raise InputError(f"{where}: text must be a string")
-            if len(_utf8(text, f"{where}: text")) > MAX_TEXT_BYTES:
-                raise InputError(f"{where}: text is longer than {MAX_TEXT_BYTES} bytes")
-        ref = None if it.ref is None else _text(it.ref, f"{where}: ref", MAX_REF_BYTES)
-        out.append(
-            Item(
-                id=item_id,
-                text=text,
-                image=it.image,
-                video=it.video,
-                labels=canonical_labels(it.labels, f"{where}: labels"),
-                attrs=canonical_attrs(it.attrs, f"{where}: attrs"),
-                ref=ref,
-                vectors=it.vectors,
-                codes=it.codes,
+        text, labels, ref = it.text, it.labels, it.ref
+        if (
+            _fast_id(it.id)
+            and (not it.attrs or _fast_attrs(it.attrs))
+            and (text is None or (type(text) is str and text.isascii() and len(text) <= MAX_TEXT_BYTES))
+            and (
+                ref is None
+                or (type(ref) is str and ref.isascii() and ref.isprintable() and len(ref) <= MAX_REF_BYTES)
             )
-        )
+            and (
+                not labels
+                or (
+                    type(labels) is tuple
+                    and len(labels) <= MAX_LABELS
+                    and all(_fast_label(x) for x in labels)
+                )
+            )
+        ):
+            append(it)
+            continue
+        append(_canonical_item(it, i))
     if not out:
         raise EmptyInputError("empty batch: give at least one item")
+    if len({(type(it.id) is str, it.id) for it in out}) != len(out):
+        seen: set[tuple[bool, Any]] = set()
+        for i, it in enumerate(out):
+            key = (type(it.id) is str, it.id)
+            if key in seen:
+                raise InputError(f"item {i}: the batch repeats an id; nothing was added")
+            seen.add(key)
     return out
+
+
+def _canonical_item(it: Item, i: int) -> Item:
+    where = f"item {i}"
+    item_id = canonical_id(it.id, f"{where}: the id")
+    text = it.text
+    if text is not None:
+        if not isinstance(text, str):
+            raise InputError(f"{where}: text must be a string")
+        if len(_utf8(text, f"{where}: text")) > MAX_TEXT_BYTES:
+            raise InputError(f"{where}: text is longer than {MAX_TEXT_BYTES} bytes")
+    ref = None if it.ref is None else _text(it.ref, f"{where}: ref", MAX_REF_BYTES)
+    return Item(
+        id=item_id,
+        text=text,
+        image=it.image,
+        video=it.video,
+        labels=canonical_labels(it.labels, f"{where}: labels"),
+        attrs=canonical_attrs(it.attrs, f"{where}: attrs"),
+        ref=ref,
+        vectors=it.vectors,
+        codes=it.codes,
+    )
 
 
 def check_k(k: Any, name: str = "k") -> int:

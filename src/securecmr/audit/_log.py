@@ -31,7 +31,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from ..errors import AuditIntegrityError, ConfigurationError
-from ..protect._crypto import HmacSha256
+from ..protect import HmacSha256
 
 __all__ = ["HIPAA_RETENTION_DAYS", "AuditAnchor", "AuditLog", "AuditReport"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SerializationError
-from ..protect._atomic import atomic_write
+from ..protect import atomic_write
 from ._heads import head_from_state
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save_hasher"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, IntegrityError
-from ..protect._atomic import atomic_write
+from ..protect import atomic_write
 from ._manifest import Reject
 
 __all__ = ["Journal", "RejectsFile"]

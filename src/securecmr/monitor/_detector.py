@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MonitorError, NotFittedError, SerializationError, ShapeError
+from ..protect import atomic_write
 from ._events import QueryEvent
 from ._features import FEATURE_NAMES, hour_profile, principal_features
 
@@ -380,7 +381,11 @@ class QueryAnomalyDetector:
     )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the fitted detector to ``path`` (.npz with a JSON header; no pickle)."""
+        """Write the fitted detector to ``path`` (.npz with a JSON header; no pickle), atomically."""
+        atomic_write(Path(path), self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The fitted detector as .npz bytes (what :meth:`save` writes; a store seals them)."""
         self._check_fitted()
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
         meta = {
@@ -399,21 +404,28 @@ class QueryAnomalyDetector:
         }
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, target)
+        return buf.getvalue()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, store_id: str | None = None) -> QueryAnomalyDetector:
         """Read a detector; with ``store_id``, refuse one fitted for another store (MonitorError)."""
         try:
-            with np.load(Path(path), allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-                arrays = {name: np.array(z[name]) for name in cls._ARRAYS}
+            data = Path(path).read_bytes()
         except FileNotFoundError:
             raise MonitorError(f"no fitted detector at {path}: run `securecmr monitor fit` first") from None
-        except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        return cls.from_bytes(data, store_id=store_id, name=str(path))
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, store_id: str | None = None, name: str = "the detector"
+    ) -> QueryAnomalyDetector:
+        """:meth:`load` from the bytes :meth:`to_bytes` made."""
+        path = name
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+                arrays = {name: np.array(z[name]) for name in cls._ARRAYS}
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as exc:
             raise SerializationError(
                 f"{path} is not a readable detector file ({type(exc).__name__})"
             ) from None

@@ -9,14 +9,13 @@ around every session search.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import DecryptionError
+from ..protect import Sealer, hmac_subkey
 from ._guard import Alert, GuardPolicy
 from ._store import StoreMonitor
 
@@ -24,7 +23,7 @@ __all__ = ["MonitorMixin", "open_store_monitor"]
 
 
 def _subkey(secret: bytes, label: str) -> bytes:
-    return hmac.new(secret, b"securecmr/monitor/" + label.encode(), hashlib.sha256).digest()
+    return hmac_subkey(secret, "securecmr/monitor/" + label)
 
 
 def open_store_monitor(
@@ -37,25 +36,22 @@ def open_store_monitor(
     audit: Any = None,
     policy: GuardPolicy | None = None,
 ) -> StoreMonitor:
-    """A :class:`StoreMonitor` whose ids are keyed and (if ``encrypted``) log lines AES-GCM sealed.
+    """A :class:`StoreMonitor` whose ids are keyed and (if ``encrypted``) log lines, rules, detector
+    and guard state AES-GCM sealed (protect's :class:`~securecmr.protect.Sealer`).
 
     ``audit`` (an :class:`securecmr.audit.AuditLog`) receives one ``monitor.alert`` record per alert.
     """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     seal = unseal = None
     if encrypted:
-        aead = AESGCM(_subkey(secret, "log"))
+        sealer = Sealer(_subkey(secret, "log"))
 
         def seal(data: bytes) -> bytes:
-            nonce = os.urandom(12)
-            return nonce + aead.encrypt(nonce, data, b"securecmr-query-log")
+            return sealer.seal(data, b"securecmr-query-log")
 
         def unseal(blob: bytes) -> bytes:
             try:
-                return aead.decrypt(blob[:12], blob[12:], b"securecmr-query-log")
-            except (InvalidTag, ValueError):
+                return sealer.open(blob, b"securecmr-query-log")
+            except DecryptionError:
                 raise DecryptionError("the query log does not decrypt") from None
 
     def on_alert(alert: Alert) -> None:
@@ -77,6 +73,7 @@ def open_store_monitor(
         unseal=unseal,
         policy=policy,
         on_alert=on_alert,
+        file_key=_subkey(secret, "files") if encrypted else None,
     )
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import MonitorError
+from ..errors import DecryptionError, MonitorError
+from ..protect import Sealer, atomic_write, ensure_dir
 from ._detector import QueryAnomalyDetector
 from ._events import QueryEvent, QueryLog, keyed_id
 from ._guard import Alert, GuardPolicy, QueryGuard
@@ -46,11 +48,14 @@ class StoreMonitor:
         policy: GuardPolicy | None = None,
         on_alert: Callable[[Alert], None] | None = None,
         rules: MonitorRules | None = None,
+        file_key: bytes | None = None,
     ) -> None:
-        self.directory = Path(directory)
+        self.directory = ensure_dir(Path(directory))
         self._seal, self._unseal = seal, unseal
+        self._files = Sealer(file_key) if file_key is not None else None  # detector, guard state
+        self._state_lock = threading.RLock()  # threads save the guard state one at a time (re-entrant:
+        # state_dict() drains pending alerts, and each alert saves the state)
         self._rule_guard: RuleGuard | None = None
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
         self._key = key
         self._ids: dict[object, str] = {}  # str(id) -> keyed id
@@ -65,7 +70,10 @@ class StoreMonitor:
         self.rules = rules or self._load_rules() or MonitorRules()
         self.guard: QueryGuard | None = None
         if self.detector_path.exists():
-            self._start_guard(QueryAnomalyDetector.load(self.detector_path, store_id=store_id))
+            det = QueryAnomalyDetector.from_bytes(
+                self._read_file(self.detector_path), store_id=store_id, name=self.detector_path.name
+            )
+            self._start_guard(det)
 
     def __repr__(self) -> str:
         return f"StoreMonitor({self.directory}, fitted={self.guard is not None})"
@@ -82,7 +90,26 @@ class StoreMonitor:
                     f"{self.directory} belongs to another store; refit the monitor for this one"
                 )
             return
-        info.write_text(json.dumps({"store_id": self.store_id, "format": 1}), "utf-8")
+        atomic_write(info, json.dumps({"store_id": self.store_id, "format": 1}).encode())
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        """Write one of the monitor's files atomically, sealed (bound to its name) in a store."""
+        if self._files is not None:
+            data = self._files.seal(data, f"securecmr/monitor/{path.name}|{self.store_id}".encode())
+        atomic_write(path, data)
+
+    def _read_file(self, path: Path) -> bytes:
+        data = path.read_bytes()
+        if self._files is None:
+            return data
+        try:
+            return self._files.open(data, f"securecmr/monitor/{path.name}|{self.store_id}".encode())
+        except DecryptionError:
+            if (
+                data[:1] == b"{" or data[:2] == b"PK"
+            ):  # written in clear by an older version: resealed on save
+                return data
+            raise MonitorError(f"{path.name} does not authenticate (altered or from another store)") from None
 
     @classmethod
     def from_directory(
@@ -121,7 +148,7 @@ class StoreMonitor:
             guard.warm(ev)
         if self.state_path.exists():
             try:
-                guard.load_state(json.loads(self.state_path.read_text("utf-8")))
+                guard.load_state(json.loads(self._read_file(self.state_path)))
             except (ValueError, TypeError, AttributeError):
                 raise MonitorError(f"{self.state_path} is corrupt; delete it to clear blocks") from None
         self.guard = guard
@@ -134,9 +161,8 @@ class StoreMonitor:
     def _save_state(self) -> None:
         if self.guard is None:
             return
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.guard.state_dict()), "utf-8")
-        os.replace(tmp, self.state_path)
+        with self._state_lock:
+            self._write_file(self.state_path, json.dumps(self.guard.state_dict()).encode())
 
     def flush(self) -> None:
         """Finish pending scoring, save the guard's state and write every logged query to disk
@@ -169,9 +195,7 @@ class StoreMonitor:
         their counters are rebuilt from the log."""
         body = json.dumps(rules.to_dict(), sort_keys=True).encode()
         data = self._seal(body) if self._seal is not None else body
-        tmp = self.rules_path.with_name(self.rules_path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.rules_path)
+        atomic_write(self.rules_path, data)
         self.rules = rules
         self._rule_guard = None
 
@@ -275,7 +299,7 @@ class StoreMonitor:
             )
         det = detector if detector is not None else QueryAnomalyDetector()
         det.fit_events(events, store_id=self.store_id)
-        det.save(self.detector_path)
+        self._write_file(self.detector_path, det.to_bytes())
         state = self.guard.state_dict() if self.guard is not None else None
         self._start_guard(det)
         if state and self.guard is not None:

@@ -1,31 +1,63 @@
-"""Checksummed files replaced atomically (write temp, fsync, rename, fsync dir)."""
+"""The one file writer: every persisted file is replaced atomically (unique temp file, fsync,
+rename, directory fsync) with mode 0600, in directories made 0700, whatever the umask; plus
+checksummed framing for caches."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import IntegrityError
 
-__all__ = ["atomic_write", "read_checked", "read_checked_view", "write_checked"]
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "atomic_write",
+    "ensure_dir",
+    "read_checked",
+    "read_checked_view",
+    "write_checked",
+]
 
 _MAGIC = b"SCMR1\n"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700; an existing directory is left as is."""
+    path = Path(path)
+    if not path.is_dir():
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file. Threads and
+    processes writing the same file each use their own temp file; the last rename wins whole."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.replace(tmp, path)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -1,4 +1,5 @@
-"""AEAD sealing, keyed HMACs and HKDF sub-keys (private primitives behind the store's recipes)."""
+"""The one sealing recipe: AES-256-GCM sealing, keyed HMAC-SHA256 tags checked in constant time,
+and sub-keys, each in one place (every package that seals, tags or derives uses these)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 
 from ..errors import DecryptionError
 
-__all__ = ["HmacSha256", "Sealer", "hkdf", "keyed_hmac"]
+__all__ = ["HmacSha256", "Sealer", "hkdf", "hmac_subkey", "keyed_hmac", "tags_equal"]
 
 _NONCE = 12
 
@@ -22,47 +23,58 @@ def hkdf(key: bytes, label: str, length: int = 32) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(key)
 
 
+def hmac_subkey(secret: bytes, label: str) -> bytes:
+    """HMAC-SHA256(secret, label): the derivation of the sub-keys stores already in use were made
+    with (access tokens, registry and audit keys; query-monitor keys). New sub-keys use :func:`hkdf`."""
+    return hmac.new(secret, label.encode(), hashlib.sha256).digest()
+
+
 def keyed_hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-class HmacSha256:
-    """HMAC-SHA256 under one fixed key, with the padded key blocks hashed once (RFC 2104), so each
-    message costs two hash-state copies instead of a new HMAC object. Same output as ``hmac``."""
+def tags_equal(a: bytes | str, b: bytes | str) -> bool:
+    """Constant-time comparison of two tags, bytes or hex (every MAC check goes through this)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return hmac.compare_digest(a, b)
+    return False
 
-    __slots__ = ("_inner", "_outer")
+
+class HmacSha256:
+    """HMAC-SHA256 under one fixed key: the keyed state is built once and copied per message
+    (``hmac.HMAC.copy``), instead of a new HMAC object per message. Same output as ``hmac``."""
+
+    __slots__ = ("_base",)
 
     def __init__(self, key: bytes) -> None:
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        block = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "HmacSha256(<key>)"
 
     def digest(self, data: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        h = self._base.copy()
+        h.update(data)
+        return h.digest()
 
     def hexdigest(self, data: bytes) -> str:
         return self.digest(data).hex()
 
+    def verify(self, data: bytes, tag: bytes, length: int = 32) -> bool:
+        """True when ``tag`` is the (first ``length`` bytes of the) tag of ``data`` (constant time)."""
+        return hmac.compare_digest(self.digest(data)[:length], tag)
+
     def digest_many(self, datas: Iterable[bytes]) -> list[bytes]:
         """``[self.digest(d) for d in datas]``, with the per-call overhead hoisted out of the loop."""
-        new_inner, new_outer = self._inner.copy, self._outer.copy
+        new = self._base.copy
         out: list[bytes] = []
         append = out.append
         for data in datas:
-            inner = new_inner()
-            inner.update(data)
-            outer = new_outer()
-            outer.update(inner.digest())
-            append(outer.digest())
+            h = new()
+            h.update(data)
+            append(h.digest())
         return out
 
 

@@ -30,10 +30,7 @@ from ..errors import (
     StoreError,
 )
 from ..index import IndexBackend, make_index, row_keys, topk_rows
-from ..protect._atomic import read_checked_view, write_checked
-from ..protect._crypto import HmacSha256, Sealer, hkdf
-from ..protect._keyring import CollectionKeys
-from ..protect._salt import Salt
+from ..protect import CollectionKeys, HmacSha256, Salt, Sealer, hkdf, read_checked_view, write_checked
 from ._blocks import (
     BLOCK_ROWS,
     block_aad,
@@ -222,7 +219,7 @@ class CollectionEngine:
                 plain = self._sealer(kv).open(blob, aad)
             else:
                 plain, tag = bytes(blob[:-_TAG]), bytes(blob[-_TAG:])
-                if self._tagger(kv).digest(aad + plain)[:_TAG] != tag:
+                if not self._tagger(kv).verify(aad + plain, tag, _TAG):
                     raise DecryptionError("tag mismatch")
             seqs, masks, codes = unpack_core(plain, self.bits // 8)
         except (DecryptionError, ValueError, struct_error):
@@ -253,7 +250,7 @@ class CollectionEngine:
         if self.encrypted:
             return self._sealer(kv).open(blob, self._aad(seq, "core", kv))
         body, tag = bytes(blob[:-_TAG]), bytes(blob[-_TAG:])
-        if self._tagger(kv).digest(self._aad(seq, "core", kv) + body)[:_TAG] != tag:
+        if not self._tagger(kv).verify(self._aad(seq, "core", kv) + body, tag, _TAG):
             raise DecryptionError("tag mismatch")
         return body
 
@@ -305,7 +302,6 @@ class CollectionEngine:
         sealed = kv.to_bytes(4, "big") + Sealer(hkdf(self.keys.data[kv], "securecmr/segment")).seal(
             body, self._segment_aad(self.gen, kv)
         )
-        self._segment_path().parent.mkdir(exist_ok=True)
         write_checked(self._segment_path(), sealed)
         self.segment_gen = self.gen
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import IntegrityError
-from ..protect._crypto import Sealer, hkdf
-from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring
+from ..protect import KEYRING_FILE, KeyProvider, Keyring, Sealer, hkdf
 
 __all__ = ["MAGIC_V1", "MAGIC_V2", "SNAPSHOT_DIRS", "Snapshot", "pack", "unpack"]
 

@@ -32,9 +32,7 @@ from ..errors import (
 )
 from ..index import BACKENDS, INDEX_TYPES, MilvusConnection, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
-from ..protect._atomic import atomic_write
-from ..protect._crypto import Sealer, hkdf
-from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring, provider_for
+from ..protect import KEYRING_FILE, KeyProvider, Keyring, Sealer, atomic_write, hkdf, provider_for
 from ._blocks import has_expired
 from ._collection import Collection
 from ._db import DB_FILE, connect
