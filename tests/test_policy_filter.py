@@ -1,15 +1,20 @@
-"""Policy-filtered search (property-based): results are authorised and equal brute-force top-k."""
+"""Policy-filtered search through sessions, on every in-memory backend (property-based): results are
+authorised and equal brute force over the authorised items, at every selectivity (selective sets
+searched as a packed copy, permissive ones through a row mask), with multi-code items and a
+modality filter, after deletes too."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from securecmr.access import AttributeTable, compile_policy
-from securecmr.access._filter import AllowedSetCache
+import securecmr
+from securecmr.access import Role, compile_policy
 
 POLICIES = [
     "item.department in user.departments",
@@ -17,7 +22,6 @@ POLICIES = [
     "item.site in user.sites and item.sensitivity <= user.clearance",
     "item.department in user.departments or item.public == true",
     "not (item.site in user.sites)",
-    'user.role == "admin" or item.department in user.departments',
 ]
 
 _item = st.fixed_dictionaries(
@@ -31,88 +35,74 @@ _item = st.fixed_dictionaries(
 )
 _user = st.fixed_dictionaries(
     {
-        "role": st.sampled_from(["reader", "admin"]),
         "departments": st.lists(st.sampled_from(["neuro", "onco", "cardio"]), max_size=2),
         "clearance": st.integers(0, 3),
         "sites": st.lists(st.sampled_from(["A", "B", "C"]), max_size=2),
     }
 )
+MODS = ("text", "image")
 
 
-def _popcount_distance(codes: np.ndarray, q: np.ndarray) -> np.ndarray:
-    return np.unpackbits(codes ^ q[None, :], axis=1).sum(axis=1)
+def _brute(
+    rows: list[tuple[str, dict[str, np.ndarray], dict[str, Any]]], q: np.ndarray, k: int, modality: str | None
+) -> list[tuple[str, int]]:
+    out = []
+    for pos, (item_id, codes, _) in enumerate(rows):
+        ds = [int(np.unpackbits(c ^ q).sum()) for m, c in codes.items() if modality is None or m == modality]
+        if ds:
+            out.append((min(ds), pos, item_id))
+    out.sort()
+    return [(i, d) for d, _, i in out[:k]]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("backend", ["brute", "faiss"])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
-    items=st.lists(_item, min_size=1, max_size=60),
+    attrs=st.lists(_item, min_size=1, max_size=60),
     user=_user,
     policy_src=st.sampled_from(POLICIES),
     k=st.integers(1, 12),
     seed=st.integers(0, 2**16),
+    modality=st.sampled_from([None, "text", "image"]),
+    deletes=st.integers(0, 5),
 )
-def test_filtered_search_is_authorised_and_exact(
-    items: list[dict[str, Any]], user: dict[str, Any], policy_src: str, k: int, seed: int
+def test_filtered_session_search_is_authorised_and_exact(
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    attrs: list[dict[str, Any]],
+    user: dict[str, Any],
+    policy_src: str,
+    k: int,
+    seed: int,
+    modality: str | None,
+    deletes: int,
 ) -> None:
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, size=(len(items), 2), dtype=np.uint8)  # 16-bit codes: many ties
-    query = rng.integers(0, 256, size=2, dtype=np.uint8)
-    table = AttributeTable()
-    table.append(items)
-    policy = compile_policy(policy_src)
-    authorised = np.array([policy.allows(it, user) for it in items])
-    live = rng.random(len(items)) > 0.1  # some rows deleted
-    entry = AllowedSetCache().get("c", 1, policy, user, table, codes, live=live)
-    dist, rows = entry.search(query, k)
-    allowed_rows = np.flatnonzero(authorised & live)
-    assert set(rows.tolist()) <= set(allowed_rows.tolist())
-    brute = np.sort(_popcount_distance(codes[allowed_rows], query))[:k]
-    assert len(rows) == min(k, len(allowed_rows))  # k authorised hits whenever k exist
-    assert dist.tolist() == brute.tolist()  # the same distances as brute force over the allowed set
-    assert (_popcount_distance(codes[rows], query) == dist).all()
-
-
-def test_cache_reuses_and_invalidates() -> None:
-    table = AttributeTable()
-    table.append([{"site": "A"}, {"site": "B"}])
-    codes = np.array([[1], [2]], dtype=np.uint8)
-    policy = compile_policy("item.site in user.sites")
-    cache = AllowedSetCache(max_entries=2)
-    a = cache.get("c", 1, policy, {"sites": ["A"]}, table, codes)
-    assert cache.get("c", 1, policy, {"sites": ["A"]}, table, codes) is a
-    assert a.rows.tolist() == [0]
-    b = cache.get("c", 2, policy, {"sites": ["A"]}, table, codes)  # new version: old entry dropped
-    assert b is not a and len(cache) == 1
-    cache.get("c", 2, policy, {"sites": ["B"]}, table, codes)
-    cache.get("c", 2, policy, {"sites": ["A", "B"]}, table, codes)
-    assert len(cache) == 2
-
-
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    items=st.lists(_item, min_size=1, max_size=80),
-    user=_user,
-    policy_src=st.sampled_from(POLICIES),
-    k=st.integers(1, 12),
-    seed=st.integers(0, 2**16),
-    min_fraction=st.sampled_from([0.0001, 0.05, 1.1]),
-)
-def test_cold_search_paths_agree_with_brute_force(
-    items: list[dict[str, Any]], user: dict[str, Any], policy_src: str, k: int, seed: int, min_fraction: float
-) -> None:
-    from securecmr.access._filter import binary_index
-
-    rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 256, size=(len(items), 2), dtype=np.uint8)
-    query = rng.integers(0, 256, size=2, dtype=np.uint8)
-    table = AttributeTable()
-    table.append(items)
-    policy = compile_policy(policy_src)
-    live = rng.random(len(items)) > 0.1
-    cache = AllowedSetCache(min_fraction=min_fraction, sample_size=16)
-    dist, rows = cache.search("c", 1, policy, user, table, codes, binary_index(codes), query, k, live=live)
-    allowed_rows = np.flatnonzero(np.array([policy.allows(it, user) for it in items]) & live)
-    assert set(rows.tolist()) <= set(allowed_rows.tolist())
-    assert len(rows) == min(k, len(allowed_rows))
-    assert dist.tolist() == np.sort(_popcount_distance(codes[allowed_rows], query))[:k].tolist()
-    assert (_popcount_distance(codes[rows], query) == dist).all()
+    rows = []
+    for i, a in enumerate(attrs):
+        mods = [m for m in MODS if rng.random() < 0.6] or ["image"]
+        rows.append((f"i{i}", {m: rng.integers(0, 256, 2, dtype=np.uint8) for m in mods}, a))  # 16 bits: ties
+    path: Path = tmp_path_factory.mktemp("pf")
+    with securecmr.Store.create(path / "s", "pf passphrase", index_backend=backend) as store:
+        coll = store.create_collection("c", bits=16, protection="salted+encrypted")
+        coll.add([securecmr.Item(i, attrs=a, codes=c) for i, c, a in rows])
+        for j in (
+            rng.choice(len(rows), min(deletes, len(rows) - 1), replace=False).tolist() if deletes else []
+        ):
+            coll.delete([rows[j][0]])
+        gone = set(rows[j][0] for j in range(len(rows))) - set(coll.ids())
+        rows = [r for r in rows if r[0] not in gone]
+        store.add_role(Role.create("pol", ["search"], policy=policy_src))
+        sess = store.session(store.create_user("u", role="pol", attrs=user)).collection("c")
+        policy = compile_policy(policy_src)
+        ctx = {**user, "name": "u", "role": "pol", "tenant": None}
+        allowed = [r for r in rows if policy.allows(r[2], ctx)]
+        for _ in range(3):
+            q = rng.integers(0, 256, 2, dtype=np.uint8)
+            hits = sess.search(code=q, k=k, modality=modality)
+            assert [(h.id, h.distance) for h in hits] == _brute(allowed, q, k, modality)

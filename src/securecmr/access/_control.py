@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,6 @@ from ..errors import (
     UserExistsError,
     UserNotFoundError,
 )
-from ._filter import AllowedSetCache
 from ._registry import User, UserRegistry, check_attrs, check_name, check_tenant
 from ._roles import Permission, Role
 from ._tokens import TokenSigner, token_hash
@@ -72,9 +70,6 @@ class AccessControl:
             raise ConfigurationError("the access-control secret must be at least 32 bytes")
         self.directory = Path(directory)
         self.clock: Callable[[], float] = clock or time.time
-        self._allowed = AllowedSetCache()
-        self._tables: dict[Any, tuple[Any, Any]] = {}
-        self._filter_lock = threading.Lock()
         self._signer = TokenSigner(_subkey(secret, "tokens"))
         self.registry = UserRegistry(self.directory / "users.sealed", _subkey(secret, "registry"))
         self.audit = AuditLog(
@@ -88,22 +83,6 @@ class AccessControl:
 
     def __repr__(self) -> str:
         return f"AccessControl({str(self.directory)!r})"
-
-    def allowed_rows(
-        self, version: Any, policy: Any, user_ctx: dict[str, Any], build_table: Callable[[], Any]
-    ) -> Any:
-        """The rows ``policy`` admits for ``user_ctx`` in the collection state ``version``, cached per
-        (version, policy, user attributes); the attribute table is cached per version."""
-        with self._filter_lock:
-            cached = self._tables.get(version[0]) if isinstance(version, tuple) else None
-            if cached is None or cached[0] != version:
-                cached = (version, build_table())
-                if isinstance(version, tuple):
-                    self._tables[version[0]] = cached
-            table = cached[1]
-        return self._allowed.get(
-            version[0] if isinstance(version, tuple) else version, version, policy, user_ctx, table
-        ).rows
 
     def close(self) -> None:
         self.audit.close()
