@@ -128,3 +128,72 @@ def test_missing_or_stale_segment_is_rebuilt(tmp_path: Path) -> None:
     with securecmr.Store.open(tmp_path / "store", passphrase=PASS) as store:
         q = data[25].codes["image"]  # type: ignore[index]
         assert store.collection("c").search(code=q, k=1)[0].id == data[25].id
+
+
+def test_byte_scan_after_monitor_fit_and_guard_decision_and_file_modes(tmp_path: Path) -> None:
+    """Every file, after sessions searched, the monitor was fitted and the guard decided (an
+    alert, saved guard state): no item id, label, attr, ref, code, principal name or query code in
+    clear (principal names only in the audit log, which names them by design); every file 0600
+    and every directory 0700 whatever the umask."""
+    import os
+    import stat
+
+    from securecmr.monitor import GuardPolicy, QueryAnomalyDetector
+
+    old = os.umask(0o022)
+    try:
+        data = items(40)
+        store = new_store(tmp_path)
+        coll = store.create_collection("c", protection="salted+encrypted")
+        coll.add(data)
+        names = ["dr-alice-principal", "dr-bob-principal"]
+        handles = [store.session(store.create_user(n, role="reader")).collection("c") for n in names]
+        rng = np.random.default_rng(3)
+        queries = [rng.integers(0, 256, 8, dtype=np.uint8) for _ in range(40)]
+        for h in handles:
+            for q in queries:
+                h.search(code=q, k=5)
+        store.monitor.policy = GuardPolicy(action="alert")
+        store.monitor.fit(
+            detector=QueryAnomalyDetector(window=16, min_events=16, stride=4, min_windows=5, n_estimators=20)
+        )
+        guard = store.monitor.guard
+        assert guard is not None
+        for _q in queries:  # a burst of identical queries: windows get scored, state saved
+            handles[0].search(code=queries[0], k=50)
+        store.monitor.flush()
+        assert store.monitor.state_path.exists() and store.monitor.detector_path.exists()
+        for phase in ("open", "closed"):
+            blob = _all_bytes(tmp_path / "store")
+            # the audit log names principals by design (auditors and SIEM exports read it); every
+            # other file, the monitor's detector and guard state included, holds no name in clear
+            no_audit = b"".join(
+                p.read_bytes()
+                for p in sorted((tmp_path / "store").rglob("*"))
+                if p.is_file() and "audit" not in p.relative_to(tmp_path / "store").parts
+            )
+            for n in names:
+                assert n.encode() not in no_audit, phase
+            for it in data:
+                assert str(it.id).encode() not in blob, phase
+                assert it.labels[0].encode() not in blob
+                assert str(it.attrs["site"]).encode() not in blob
+                assert str(it.ref).encode() not in blob
+                for c in (it.codes or {}).values():
+                    assert bytes(c) not in blob
+            for q in queries:
+                assert bytes(q) not in blob
+            if phase == "open":
+                store.close()
+        root = tmp_path / "store"
+        for p in [root, *root.rglob("*")]:
+            rel = p.relative_to(root).parts
+            if rel[:1] == ("access",):  # the audit log and user registry's own files: issue 13
+                continue
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if p.is_dir():
+                assert mode == 0o700, p
+            else:
+                assert mode & 0o077 == 0, (p, oct(mode))
+    finally:
+        os.umask(old)

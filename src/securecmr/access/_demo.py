@@ -39,9 +39,9 @@ def run_access_demo(
     rich console).
     """
     if item_factory is None:
-        import securecmr
+        from .._types import Item
 
-        item_factory = securecmr.Item
+        item_factory = Item
     admin = store.session(store.create_user("demo-admin", role="admin"))
     coll = admin.create_collection("access-demo", bits=bits, policy="item.department in user.departments")
     if codes is not None:

@@ -98,11 +98,9 @@ class IndexBase:
         raise ConfigurationError(f"{type(self).__name__} does not filter natively (pushdown is False)")
 
     def subset(self, rows: np.ndarray) -> IndexBackend:
-        from ._brute import BruteForceIndex
-
-        sub = BruteForceIndex(self.bits)
-        sub.add(np.take(self.codes(), np.asarray(rows, dtype=np.int64), axis=0))
-        return sub
+        raise ConfigurationError(
+            f"{type(self).__name__} keeps no in-memory subsets (pushdown filters instead)"
+        )
 
     def sync(self, codes: np.ndarray, keys: np.ndarray, gen: int) -> bool:
         if codes.shape[0]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import IndexBase, sort_results
+from ._base import IndexBackend, IndexBase, sort_results
 
 __all__ = ["BruteForceIndex"]
 
@@ -30,6 +30,11 @@ class BruteForceIndex(IndexBase):
 
     def codes(self) -> np.ndarray:
         return self._codes
+
+    def subset(self, rows: np.ndarray) -> IndexBackend:
+        sub = BruteForceIndex(self.bits)
+        sub.add(np.take(self._codes, np.asarray(rows, dtype=np.int64), axis=0))
+        return sub
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(self)

@@ -93,15 +93,15 @@ class BatchEncoder:
 
     def _ready(self, modality: str) -> None:
         """Load the encoder of ``modality`` once (one ONNX session, ``num_threads`` intra-op threads)."""
-        import securecmr
+        from ..encoders import load_image_encoder, load_text_encoder, load_video_encoder
 
         enc = self._encoders
         if modality == "text" and enc._text is None:
-            enc._text = securecmr.load_text_encoder(self._model_dir, num_threads=self._num_threads)
+            enc._text = load_text_encoder(self._model_dir, num_threads=self._num_threads)
         elif modality == "image" and enc._image is None:
-            enc._image = securecmr.load_image_encoder(self._model_dir, num_threads=self._num_threads)
+            enc._image = load_image_encoder(self._model_dir, num_threads=self._num_threads)
         elif modality == "video" and enc._video is None:
-            enc._video = securecmr.load_video_encoder(self._model_dir, num_threads=self._num_threads)
+            enc._video = load_video_encoder(self._model_dir, num_threads=self._num_threads)
 
     def encode(self, batch: int, rows: list[dict[str, Any]]) -> BatchResult:
         """Codes for every row that encodes; a row that fails (corrupt image, undecodable video)

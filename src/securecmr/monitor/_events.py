@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import DecryptionError, IntegrityError, MonitorError
+from ..protect import open_append
 
 __all__ = ["QueryEvent", "QueryLog", "keyed_id"]
 
@@ -28,7 +29,7 @@ __all__ = ["QueryEvent", "QueryLog", "keyed_id"]
 def _write_lines(path: Path, lines: list[bytes]) -> None:
     """Append ``lines`` to ``path`` (the finaliser of a :class:`QueryLog` with pending lines)."""
     if lines:
-        with open(path, "ab") as fh:
+        with open_append(path) as fh:
             fh.write(b"".join(lines))
         lines.clear()
 
@@ -66,7 +67,7 @@ class _Writer:
         self.thread.start()
 
     def _loop(self) -> None:
-        with open(self.path, "ab") as fh:
+        with open_append(self.path) as fh:
             while True:
                 batch = self.queue.get()
                 try:
@@ -316,7 +317,7 @@ class QueryLog:
         if not self._pending or self._path is None:
             return
         if self._fh is None or self._fh.closed:
-            self._fh = open(self._path, "ab")  # noqa: SIM115 - kept open across appends; see close()
+            self._fh = open_append(self._path)  # kept open across appends; see close()
         self._fh.write(b"".join(self._pending))
         self._fh.flush()
         self._pending.clear()

@@ -8,6 +8,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import IntegrityError
 
@@ -16,6 +17,7 @@ __all__ = [
     "FILE_MODE",
     "atomic_write",
     "ensure_dir",
+    "open_append",
     "read_checked",
     "read_checked_view",
     "write_checked",
@@ -33,6 +35,20 @@ def ensure_dir(path: Path) -> Path:
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
     return path
+
+
+def open_append(path: Path) -> BinaryIO:
+    """Open ``path`` for appending, created with mode 0600 whatever the umask (append-only logs)."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -8,7 +8,7 @@ call, reads included, is validated and leaves exactly one audit record.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._validate import canonical_id
 from ..access import CollectionView, Gate, Principal
@@ -16,19 +16,16 @@ from ._encode import Encoders
 from ._engine import CollectionEngine
 from ._ops import CollectionOps
 
-if TYPE_CHECKING:
-    from ._store import Store
-
 __all__ = ["Collection"]
 
 
 class Collection(CollectionView):
     """A named collection of items in one Hamming space. Get it from ``store.collection(name)``."""
 
-    def __init__(self, gate: Gate, ops: CollectionOps, principal: Principal, store: Store) -> None:
+    def __init__(self, gate: Gate, ops: CollectionOps, principal: Principal, store: Any) -> None:
         super().__init__(gate, ops, ops.name, principal)
         self._ops = ops
-        self._store = store
+        self._store = store  # the facade that opened it (a Store; not imported here: no cycle)
 
     @property
     def _engine(self) -> CollectionEngine:

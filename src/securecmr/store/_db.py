@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS erased (cid TEXT NOT NULL, id_hmac BLOB NOT NULL, at 
 
 def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
     try:
+        if create:  # made 0600 before SQLite opens it (its -wal and -shm files copy the mode)
+            os.close(os.open(directory / DB_FILE, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(directory / DB_FILE, 0o600)
         conn = sqlite3.connect(directory / DB_FILE, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..index import BACKENDS, INDEX_TYPES, MilvusConnection, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
-from ..protect import KEYRING_FILE, KeyProvider, Keyring, Sealer, atomic_write, hkdf, provider_for
+from ..protect import KEYRING_FILE, KeyProvider, Keyring, Sealer, atomic_write, ensure_dir, hkdf, provider_for
 from ._blocks import has_expired
 from ._collection import Collection
 from ._db import DB_FILE, connect
@@ -146,7 +146,7 @@ class Store(AccessMixin, MonitorMixin):
         if root.exists() and any(root.iterdir()):
             raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
         made = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
+        ensure_dir(root)
         lock: WriterLock | None = None
         conn: sqlite3.Connection | None = None
         try:
