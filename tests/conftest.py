@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,29 @@ def models_dir() -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SECURECMR_HOME", str(TEST_HOME))
         yield directory
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Milvus standalone server (the ``milvus`` package) in its own process group on a free
+    loopback port, with a temporary base directory; one per session, always stopped at the end
+    (children included). Skips, with the reason, when the package is missing."""
+    from securecmr.index._milvus_server import LocalMilvusServer, milvus_server_available
+
+    why = milvus_server_available()
+    if why is not None:
+        pytest.skip(f"no live Milvus server: {why}")
+    server = LocalMilvusServer(tmp_path_factory.mktemp("milvus-server"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_milvus(milvus_server: Any) -> Any:
+    """The session's Milvus server, started again if a fault test left it down."""
+    if not milvus_server.running:
+        milvus_server.start()
+    return milvus_server

@@ -25,7 +25,7 @@ from ._policy import Policy, compile_policy
 from ._registry import User
 from ._roles import Permission, Role, ScorePrivacy
 
-__all__ = ["GuardedCollection", "Session", "qualify", "unqualify"]
+__all__ = ["GuardedCollection", "Session", "qualify", "split_qualified", "unqualify"]
 
 _TENANT_SEP = "~"
 
@@ -43,6 +43,14 @@ def unqualify(tenant: str | None, stored: str) -> str | None:
         return None if _TENANT_SEP in stored else stored
     prefix = f"{tenant}{_TENANT_SEP}"
     return stored[len(prefix) :] if stored.startswith(prefix) else None
+
+
+def split_qualified(stored: str) -> tuple[str | None, str]:
+    """(tenant or None, tenant-visible name) of a store-level collection name."""
+    if _TENANT_SEP in stored:
+        tenant, name = stored.split(_TENANT_SEP, 1)
+        return tenant, name
+    return None, stored
 
 
 class _Collection(Protocol):

@@ -392,6 +392,11 @@ class CollectionEngine:
         else:
             self.index.add(codes)
 
+    def _index_check(self) -> None:
+        check = getattr(self.index, "check_writable", None)
+        if check is not None:
+            check()
+
     def _index_commit(self) -> None:
         commit = getattr(self.index, "commit", None)
         if commit is not None:
@@ -550,6 +555,7 @@ class CollectionEngine:
             raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
         kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
+        self._index_check()  # an external index that cannot take the items refuses them here
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             (start,) = self.conn.execute(
