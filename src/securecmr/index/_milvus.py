@@ -287,8 +287,9 @@ class MilvusIndex:
         self._gen = 0
         self._committed: tuple[int, int, int] | None = None  # the marker last written or adopted
         # Session consistency lets the writer read its own inserts without waiting for the newest
-        # server timestamp; after a delete (whose timestamp the client does not track on every
-        # server version) and in a reader (who must see another process' writes) reads are Strong
+        # server timestamp (a Strong read waits for it: about 0.3 s on a standalone server); the
+        # first read after a delete (whose timestamp the client does not get from every server
+        # version) and every read of a reader (who must see another process' writes) are Strong
         self._strong = readonly
         self._behind = False  # Milvus misses changes (writer): rows from _since on, keys in _removed
         self._since: int | None = None
@@ -761,6 +762,8 @@ class MilvusIndex:
                 timeout=self._t,
                 consistency_level="Strong" if self._strong else "Session",
             )
+            # one Strong read after a delete brings the query node past it; Session reads see it then
+            self._strong = self._readonly
             for hits in res:
                 d = np.fromiter((h["distance"] for h in hits), dtype=np.float64, count=len(hits))
                 rk = np.fromiter((h["entity"]["rk"] for h in hits), dtype=np.int64, count=len(hits))

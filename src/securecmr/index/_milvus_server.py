@@ -111,6 +111,7 @@ class LocalMilvusServer:
                     stderr=log,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group: kill() reaches the server too
+                    cwd=self.base_dir,
                     env={**os.environ, "PYTHONWARNINGS": "ignore"},
                 )
             line = self._read_ready(deadline)
