@@ -1,9 +1,9 @@
-"""Congruence: the same calls on the faiss, Milvus (Lite and a live standalone server) and brute-force backends give identical
-results, and those equal an independent reference model of the collection (minimum Hamming
-distance over an item's codes, ties broken by insertion order), through adds, deletes, TTL purges
-with a legal hold, tenant isolation, record-level policies through sessions, modality filters,
-batch search and a reopen. (tests/test_milvus_index.py covers the widening and chunked-scan paths
-of the Milvus backend with a small top-k cap.)"""
+"""Congruence: the same calls on the faiss, Milvus (Lite and a live standalone server) and
+brute-force backends give identical results, and those equal an independent reference model of
+the collection (minimum Hamming distance over an item's codes, ties broken by insertion order),
+through adds, deletes, TTL purges with a legal hold, tenant isolation, record-level policies
+through sessions, modality filters, batch search and a reopen. (tests/test_milvus_index.py covers
+the widening and chunked-scan paths of the Milvus backend with a small top-k cap.)"""
 
 from __future__ import annotations
 
@@ -106,9 +106,7 @@ def _scenario(
 ) -> list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]]:
     """Run the calls; return (label, store result, reference result) per search."""
     clock = Clock()
-    store = securecmr.Store.create(
-        root, passphrase=PASS, clock=clock, index_backend=backend, milvus_uri=uri
-    )
+    store = securecmr.Store.create(root, passphrase=PASS, clock=clock, index_backend=backend, milvus_uri=uri)
     model = Model()
     rng = np.random.default_rng(7)
     seen: list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]] = []

@@ -18,7 +18,7 @@ pymilvus = pytest.importorskip(
     "pymilvus", reason="the Milvus backend needs the 'milvus' extra (pymilvus, milvus-lite)"
 )
 
-from securecmr.index import MilvusConnection
+from securecmr.index import MilvusConnection  # noqa: E402
 
 PASS = "privacy passphrase 9f2c"
 TOKEN = "tok-privacy-7d1e-SECRET"
