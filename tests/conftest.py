@@ -41,7 +41,12 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     why = milvus_server_available()
     if why is not None:
         pytest.skip(f"no live Milvus server: {why}")
-    server = LocalMilvusServer(tmp_path_factory.mktemp("milvus-server"))
+    # garbage-collect compacted segment files within seconds (default: hours) so that the erasure
+    # test can see the end state
+    server = LocalMilvusServer(
+        tmp_path_factory.mktemp("milvus-server"),
+        config={"dataCoord.gc.interval": 1, "dataCoord.gc.dropTolerance": 1},
+    )
     try:
         server.start()
         yield server

@@ -57,10 +57,11 @@ _DELETE_BATCH = 5_000  # keys per delete expression
 _ATTEMPTS = 2  # a failed batch is undone and sent once more before the backend falls behind
 _COMPACT_WAIT = 300.0  # seconds to wait for the server's compaction
 _SERVER_ERASURE_NOTE = (
-    "the server flushed and compacted this collection, which drops deleted rows from its segment "
-    "files; its write-ahead message log (rocksmq, Pulsar or Kafka) keeps inserted rows until its "
-    "retention period ends (rocksmq: 3 days by default), and copies outside the server (object "
-    "storage versions, backups) are not covered"
+    "the server flushed and compacted this collection: its new segment files hold no deleted row, "
+    "and its garbage collector removes the old ones after dataCoord.gc.dropTolerance (3 hours by "
+    "default, checked every dataCoord.gc.interval, 1 hour); its write-ahead message log (rocksmq, "
+    "Pulsar or Kafka) keeps inserted rows until its retention period ends (rocksmq: 3 days by "
+    "default), and copies outside the server (object storage versions, backups) are not covered"
 )
 _QUERY_BATCH = 256
 _OVERFETCH_MAX = 4096  # a permissive filter is applied in the SDK to at most this many rows a query

@@ -62,9 +62,16 @@ class LocalMilvusServer:
     force); ``kill()`` kills it at once (SIGKILL to the whole process group, like a crash);
     ``restart()`` starts it again on the same port and data. Also a context manager."""
 
-    def __init__(self, base_dir: str | os.PathLike[str], *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        config: dict[str, int | float | str | bool] | None = None,
+    ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.port = int(port) if port else _free_port()
+        self.config = dict(config or {})  # dotted milvus.yaml keys, e.g. "dataCoord.gc.interval"
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: Any = None
         self.server_pid: int | None = None
@@ -106,7 +113,14 @@ class LocalMilvusServer:
         try:
             with open(self.base_dir / "launcher.log", "ab") as log:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", __name__, str(self.base_dir), str(self.port)],
+                    [
+                        sys.executable,
+                        "-m",
+                        __name__,
+                        str(self.base_dir),
+                        str(self.port),
+                        json.dumps(self.config),
+                    ],
                     stdout=subprocess.PIPE,
                     stderr=log,
                     stdin=subprocess.DEVNULL,
@@ -256,12 +270,14 @@ def _link_binaries(base: Path) -> None:
         link.symlink_to(cache / "bin", target_is_directory=True)
 
 
-def _launch(base_dir: str, port: int) -> None:
+def _launch(base_dir: str, port: int, config: dict[str, Any]) -> None:
     """The launcher process: start the server, report, stay its parent until SIGTERM."""
     from milvus import MilvusServer
 
     server: Any = MilvusServer()
     server.set_base_dir(base_dir)
+    for key, value in config.items():
+        server.config.set(key, str(value).lower() if isinstance(value, bool) else value)
     server.config.set("proxy_port", port)
     server.config.configs["proxy_port"] = port  # bind exactly this port (fail rather than move)
 
@@ -298,4 +314,4 @@ def _launch(base_dir: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    _launch(sys.argv[1], int(sys.argv[2]))
+    _launch(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
