@@ -125,12 +125,12 @@ def test_milvus_sees_only_salted_codes_and_tags(tmp_path: Path, monkeypatch: pyt
 
     original_columns = MilvusConnection.insert_columns
 
-    def columns_spy(self: Any, collection: str, columns: dict[str, list[Any]]) -> Any:
+    def columns_spy(self: Any, collection: str, columns: dict[str, list[Any]], **kw: Any) -> Any:
         flat: list[bytes] = []
         _flatten([collection, columns], flat)
         sent.append(("insert_columns", flat))
         inserted.extend(columns["code"])
-        return original_columns(self, collection, columns)
+        return original_columns(self, collection, columns, **kw)
 
     monkeypatch.setattr(MilvusConnection, "insert_columns", columns_spy)
 

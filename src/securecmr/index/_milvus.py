@@ -35,6 +35,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,6 +132,7 @@ class MilvusConnection:
         self._token = token if token is not None else os.environ.get(TOKEN_ENV)
         self._client: Any = None
         self._schemas: dict[str, Any] = {}
+        self._indexes: weakref.WeakSet[Any] = weakref.WeakSet()  # settled before closing
 
     def __repr__(self) -> str:
         return (
@@ -172,6 +174,8 @@ class MilvusConnection:
         return self._client
 
     def close(self) -> None:
+        for index in list(self._indexes):  # inserts still in flight land (and their markers)
+            index.settle()
         self._schemas.clear()
         client, self._client = self._client, None
         if client is None:
@@ -195,8 +199,21 @@ class MilvusConnection:
                 except Exception:
                     log.debug("stopping the Milvus Lite server failed", exc_info=True)
 
-    def insert_columns(self, collection: str, columns: dict[str, list[Any]]) -> None:
-        """Insert rows given column by column (one request; much cheaper to build than rows)."""
+    def reset(self) -> None:
+        """Drop a server connection after a failure, so the next request dials afresh (a gRPC
+        channel that failed can wait long before it retries by itself). Milvus Lite is kept."""
+        if self.local or self._client is None:
+            return
+        client, self._client = self._client, None
+        self._schemas.clear()
+        try:
+            client.close()
+        except Exception:
+            log.debug("closing the failed Milvus client failed", exc_info=True)
+
+    def insert_columns(self, collection: str, columns: dict[str, list[Any]], *, wait: bool = True) -> Any:
+        """Insert rows given column by column (one request; much cheaper to build than rows).
+        With ``wait=False`` the request is sent and a future returned (``.result()`` raises)."""
         from pymilvus import DataType
 
         client = self.client()
@@ -209,7 +226,11 @@ class MilvusConnection:
             {"name": name, "type": types.get(name, DataType.UNKNOWN), "values": values}
             for name, values in columns.items()
         ]
-        handler.batch_insert(collection, entities, schema=schema, timeout=self.timeout)
+        if not wait:
+            return handler.batch_insert(
+                collection, entities, schema=schema, timeout=self.timeout, _async=True
+            )
+        return handler.batch_insert(collection, entities, schema=schema, timeout=self.timeout)
 
     def search_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "HAMMING"}
@@ -295,6 +316,11 @@ class MilvusIndex:
         self._behind = False  # Milvus misses changes (writer): rows from _since on, keys in _removed
         self._since: int | None = None
         self._removed: list[np.ndarray] = []
+        # inserts sent but not yet confirmed (the store prepares its next batch meanwhile), and
+        # whether the marker waits for them
+        self._inflight: list[tuple[Any, np.ndarray, np.ndarray]] = []
+        self._marker_due = False
+        connection._indexes.add(self)
 
     def __repr__(self) -> str:
         mode = "local fallback" if self._degraded else "behind" if self._behind else "milvus"
@@ -329,6 +355,7 @@ class MilvusIndex:
         from pymilvus import DataType
 
         t = self._t
+        slow = None if t is None else max(t, 120.0)  # creating includes loading: longer than a request
         if client.has_collection(self._coll, timeout=t):
             fields = client.describe_collection(self._coll, timeout=t).get("fields", [])
             dims = [f.get("params", {}).get("dim") for f in fields if f.get("name") == "code"]
@@ -354,7 +381,7 @@ class MilvusIndex:
                 field_name="code", index_type=self._conn.index_type, metric_type="HAMMING", params=extra
             )
             client.create_collection(
-                self._coll, schema=schema, index_params=params, consistency_level="Strong", timeout=t
+                self._coll, schema=schema, index_params=params, consistency_level="Strong", timeout=slow
             )
         if not client.has_collection(self._state, timeout=t):
             if self._readonly:
@@ -368,7 +395,7 @@ class MilvusIndex:
             params = client.prepare_index_params()
             params.add_index(field_name="v", index_type="BIN_FLAT", metric_type="HAMMING")
             client.create_collection(
-                self._state, schema=schema, index_params=params, consistency_level="Strong", timeout=t
+                self._state, schema=schema, index_params=params, consistency_level="Strong", timeout=slow
             )
 
     def _state_key(self) -> str:
@@ -435,11 +462,51 @@ class MilvusIndex:
                 ),
             )
 
-    def _insert_batch(self, ks: np.ndarray, cs: np.ndarray) -> None:
+    def _send(self, keys: np.ndarray, codes: np.ndarray) -> None:
+        """Send inserts without waiting for them (confirmed by :meth:`settle`)."""
+        for i in range(0, keys.size, _INSERT_BATCH):
+            ks = keys[i : i + _INSERT_BATCH]
+            cs = np.ascontiguousarray(codes[i : i + _INSERT_BATCH])
+            if self._behind:
+                self._fall_behind("", added=ks)
+                continue
+            try:
+                self._inflight.append((self._insert_batch(ks, cs, wait=False), ks, cs))
+            except Exception as exc:
+                self._fall_behind(f"insert failed ({type(exc).__name__})", added=ks)
+
+    def settle(self) -> None:
+        """Wait for the inserts in flight (a failed one is undone and sent again once, else the
+        backend falls behind from it) and write the state marker if it waits for them."""
+        inflight, self._inflight = self._inflight, []
+        for future, ks, cs in inflight:
+            if self._behind:
+                self._fall_behind("", added=ks)
+                continue
+            try:
+                future.result()
+            except Exception:
+                log.debug("a Milvus insert failed; sending it again", exc_info=True)
+                lo, hi = int(ks[0]), int(ks[-1])
+                try:
+                    self._client().delete(
+                        self._coll, filter=self._where(f"rk >= {lo} and rk <= {hi}"), timeout=self._t
+                    )
+                    self._insert_batch(ks, cs)
+                except Exception as exc:
+                    self._fall_behind(f"insert failed ({type(exc).__name__})", added=ks)
+        if self._marker_due and not self._behind:
+            try:
+                self._write_marker(self._client(), self._gen)
+            except Exception as exc:
+                self._fall_behind(f"writing the state marker failed ({type(exc).__name__})")
+        self._marker_due = False
+
+    def _insert_batch(self, ks: np.ndarray, cs: np.ndarray, *, wait: bool = True) -> Any:
         self._client()
         nb = cs.shape[1]
         blob = cs.tobytes()
-        self._conn.insert_columns(
+        sent = self._conn.insert_columns(
             self._coll,
             {
                 "tenant": [self._tenant] * int(ks.size),
@@ -448,8 +515,10 @@ class MilvusIndex:
                 "rk": ks.tolist(),
                 "code": [blob[j : j + nb] for j in range(0, len(blob), nb)],
             },
+            wait=wait,
         )
         self._strong = self._readonly
+        return sent
 
     def _delete_keys(self, keys: np.ndarray) -> None:
         self._strong = True
@@ -480,6 +549,8 @@ class MilvusIndex:
     def _fall_behind(
         self, why: str, added: np.ndarray | None = None, removed: np.ndarray | None = None
     ) -> None:
+        if why:
+            self._conn.reset()
         if not self._behind:
             log.warning("Milvus index %s: %s; catching up when Milvus answers again", self._coll, why)
         self._behind = True
@@ -491,6 +562,7 @@ class MilvusIndex:
 
     def _catch_up(self) -> bool:
         """Send Milvus what it missed; True when it holds exactly the local rows again."""
+        self.settle()
         try:
             client = self._client()
             if self._marker(client) != self._committed:  # changed behind our back: start over
@@ -514,6 +586,7 @@ class MilvusIndex:
                     self._write_marker(client, self._gen)
         except Exception as exc:
             log.debug("catching up with Milvus failed (%s)", type(exc).__name__)
+            self._conn.reset()
             return False
         self._behind, self._since, self._removed = False, None, []
         log.warning("Milvus index %s caught up (%d rows)", self._coll, len(self))
@@ -537,6 +610,7 @@ class MilvusIndex:
         self._digest = _digest(self._keys, self._codes)
         self._degraded = self._behind = False
         self._since, self._removed, self._gen = None, [], int(gen)
+        self._inflight, self._marker_due = [], False
         want = (int(gen), len(self), self._signed())
         try:
             client = self._client()
@@ -548,6 +622,7 @@ class MilvusIndex:
                 return False
             raise
         except Exception as exc:
+            self._conn.reset()
             if not self._readonly:
                 raise self._unavailable("opening the index", exc) from None
             self._degrade("unreachable from this read-only opener")
@@ -570,6 +645,9 @@ class MilvusIndex:
         self._gen = int(gen)
         if self._degraded or self._readonly or self._behind:
             return
+        if self._inflight:  # written once they land (next call, or when the store closes)
+            self._marker_due = True
+            return
         try:
             self._write_marker(self._client(), gen)
         except Exception as exc:
@@ -591,6 +669,7 @@ class MilvusIndex:
                 "rebuilt or deleted"
             )
             return out
+        self.settle()
         if self._degraded or self._readonly or (self._behind and not self._catch_up()):
             out["note"] = "Milvus was unreachable: run compact() again when it answers"
             return out
@@ -631,18 +710,14 @@ class MilvusIndex:
             self._digest = (self._digest + _digest(keys, codes)) % (1 << 64)
         if self._degraded:
             return
-        if self._behind:
-            self._fall_behind("", added=keys)
-            return
-        try:
-            self._insert(keys, codes)
-        except Exception as exc:
-            self._fall_behind(f"insert failed ({type(exc).__name__})", added=keys)
+        self.settle()  # the previous add's inserts (they ran while the store sealed this one)
+        self._send(keys, codes)
 
     def remove(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size == 0:
             return
+        self.settle()  # deletes go after the inserts they may concern
         gone = self._keys[rows]
         self._digest = (self._digest - _digest(gone, self._codes[rows])) % (1 << 64)
         self._keys = np.delete(self._keys, rows)
@@ -684,6 +759,7 @@ class MilvusIndex:
             return dist, rows
         if self._degraded:
             return self._local(queries, k, mask)
+        self.settle()
         if self._behind and not self._catch_up():
             raise self._unavailable("the index misses stored changes and cannot take them yet")
         try:
@@ -692,6 +768,7 @@ class MilvusIndex:
             if self._readonly:
                 self._degrade(f"search failed ({type(exc).__name__})")
                 return self._local(queries, k, mask)
+            self._conn.reset()
             raise self._unavailable("search failed", exc) from None
         for q, (d, pos) in enumerate(found):
             dist[q, : d.size] = d
