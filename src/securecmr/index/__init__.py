@@ -8,12 +8,14 @@ from ._base import IndexBackend
 from ._brute import BruteForceIndex
 from ._faiss import FaissBinaryIndex
 from ._milvus import MilvusConnection, MilvusIndex
+from ._milvus_server import LocalMilvusServer
 
 __all__ = [
     "BACKENDS",
     "BruteForceIndex",
     "FaissBinaryIndex",
     "IndexBackend",
+    "LocalMilvusServer",
     "MilvusConnection",
     "MilvusIndex",
     "make_index",

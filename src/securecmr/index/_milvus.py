@@ -55,6 +55,8 @@ INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
 MAX_LIMIT = 16384  # Milvus' cap on top-k (and on nq) per search
 _INSERT_BATCH = 50_000  # rows per insert request (64-bit codes: about 2 MB of columns)
 _DELETE_BATCH = 5_000  # keys per delete expression
+_FLUSH_ROWS = 100_000  # rows inserted before the backend asks the server to seal and index them
+_FLUSH_ROWS_CLOSING = 10_000  # ... or when the store closes
 _ATTEMPTS = 2  # a failed batch is undone and sent once more before the backend falls behind
 _COMPACT_WAIT = 300.0  # seconds to wait for the server's compaction
 _SERVER_ERASURE_NOTE = (
@@ -175,7 +177,7 @@ class MilvusConnection:
 
     def close(self) -> None:
         for index in list(self._indexes):  # inserts still in flight land (and their markers)
-            index.settle()
+            index.settle(closing=True)
         self._schemas.clear()
         client, self._client = self._client, None
         if client is None:
@@ -231,6 +233,22 @@ class MilvusConnection:
                 collection, entities, schema=schema, timeout=self.timeout, _async=True
             )
         return handler.batch_insert(collection, entities, schema=schema, timeout=self.timeout)
+
+    def flush_soon(self, collection: str) -> None:
+        """Ask the server to seal the collection's growing segments (it then indexes them: searches
+        over sealed, indexed segments are many times faster than over growing ones); returns
+        without waiting for the data to be written."""
+        if self.local:
+            return
+        handler = self.client()._get_connection()
+
+        def flush() -> None:  # in the background: the request itself takes a while to answer
+            try:
+                handler.flush([collection], timeout=self.timeout, _async=True)
+            except Exception:
+                log.debug("the Milvus flush request failed", exc_info=True)
+
+        threading.Thread(target=flush, name="securecmr-milvus-flush", daemon=True).start()
 
     def search_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"metric_type": "HAMMING"}
@@ -320,6 +338,7 @@ class MilvusIndex:
         # whether the marker waits for them
         self._inflight: list[tuple[Any, np.ndarray, np.ndarray]] = []
         self._marker_due = False
+        self._unflushed = 0  # rows inserted since the last flush request
         connection._indexes.add(self)
 
     def __repr__(self) -> str:
@@ -475,7 +494,7 @@ class MilvusIndex:
             except Exception as exc:
                 self._fall_behind(f"insert failed ({type(exc).__name__})", added=ks)
 
-    def settle(self) -> None:
+    def settle(self, *, closing: bool = False) -> None:
         """Wait for the inserts in flight (a failed one is undone and sent again once, else the
         backend falls behind from it) and write the state marker if it waits for them."""
         inflight, self._inflight = self._inflight, []
@@ -485,6 +504,7 @@ class MilvusIndex:
                 continue
             try:
                 future.result()
+                self._unflushed += int(ks.size)
             except Exception:
                 log.debug("a Milvus insert failed; sending it again", exc_info=True)
                 lo, hi = int(ks[0]), int(ks[-1])
@@ -501,6 +521,12 @@ class MilvusIndex:
             except Exception as exc:
                 self._fall_behind(f"writing the state marker failed ({type(exc).__name__})")
         self._marker_due = False
+        if self._unflushed >= (_FLUSH_ROWS_CLOSING if closing else _FLUSH_ROWS) and not self._behind:
+            self._unflushed = 0
+            try:
+                self._conn.flush_soon(self._coll)
+            except Exception:
+                log.debug("the Milvus flush request failed", exc_info=True)
 
     def _insert_batch(self, ks: np.ndarray, cs: np.ndarray, *, wait: bool = True) -> Any:
         self._client()
