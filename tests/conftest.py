@@ -31,11 +31,29 @@ def models_dir() -> Iterator[Path]:
         yield directory
 
 
+_MILVUS: dict[str, Any] = {}  # the session's server and the last test that uses it
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    users = [i for i in items if {"milvus_server", "live_milvus"} & set(getattr(i, "fixturenames", ()))]
+    _MILVUS["last"] = users[-1].nodeid if users else None
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop the server right after the last test that uses it: the bundled server runs once per
+    machine (other test runs wait for it), so it is not kept for the rest of the session."""
+    server = _MILVUS.get("server")
+    if server is not None and item.nodeid == _MILVUS.get("last"):
+        server.kill()
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A Milvus standalone server (the ``milvus`` package) in its own process group on a free
-    loopback port, with a temporary base directory; one per session, always stopped at the end
-    (children included). Skips, with the reason, when the package is missing."""
+    loopback port, with a temporary base directory; one per session, stopped after the last test
+    that uses it and at the end whatever happens (children included). Skips, with the reason, when
+    the package is missing. Another test run's server on this machine is waited for."""
     from securecmr.index._milvus_server import LocalMilvusServer, milvus_server_available
 
     why = milvus_server_available()
@@ -47,11 +65,13 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         tmp_path_factory.mktemp("milvus-server"),
         config={"dataCoord.gc.interval": 1, "dataCoord.gc.dropTolerance": 1},
     )
+    _MILVUS["server"] = server
     try:
-        server.start()
+        server.start(timeout=900)
         yield server
     finally:
-        server.stop()
+        server.kill()
+        _MILVUS.pop("server", None)
 
 
 @pytest.fixture
