@@ -55,10 +55,10 @@ def test_the_cli_covers_the_operations() -> None:
         "store create", "store info",
         "collection create", "collection list", "collection info", "collection drop",
         "ingest", "search", "get", "delete", "hold", "release", "compact", "purge",
-        "keys rotate", "snapshot export", "snapshot import",
+        "keys rotate", "snapshot export", "snapshot import", "snapshot verify",
         "users create", "users list", "users show", "users update", "users token", "users revoke",
         "audit verify", "audit export", "audit records",
-        "monitor fit", "monitor report", "monitor unblock",
+        "monitor fit", "monitor report", "monitor rules", "monitor unblock",
         "models export", "models verify",
     }  # fmt: skip
     assert expected <= names, expected - names

@@ -41,12 +41,12 @@ from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
 from ._engine import CollectionEngine
 from ._lock import WriterLock
+from ._snapshot import pack, store_files, unpack
 
 __all__ = ["PROTECTION_MODES", "Store"]
 
 PROTECTION_MODES = ("none", "salted", "encrypted", "salted+encrypted")
 _MARKER = "SECURECMR_STORE"
-_SNAP_MAGIC = b"SCMRSNAP1\n"
 
 
 class Store(AccessMixin, MonitorMixin):
@@ -516,8 +516,15 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
-        """Write an encrypted snapshot (keyring + sealed database) to ``path``."""
+        """Write a sealed snapshot of the whole store to ``path``: the database, the users and token
+        hashes, the audit log with its checkpoints, and the monitor's query log, fitted detector and
+        guard state, plus the (passphrase-protected) keyring. See :mod:`securecmr.store._snapshot`.
+        The export is itself audited, inside the snapshot."""
         self._check_open()
+        self._audit_op("export.snapshot")
+        audit = self._access.audit
+        audit.checkpoint()
+        self._monitor.flush()
         self._conn.execute("PRAGMA wal_checkpoint(FULL)")
         dest = Path(path)
         tmpdb = dest.with_name(dest.name + ".db.tmp")
@@ -525,16 +532,35 @@ class Store(AccessMixin, MonitorMixin):
             tmpdb.unlink()
         self._conn.execute("VACUUM INTO ?", (str(tmpdb),))
         try:
-            db = tmpdb.read_bytes()
+            files = {"store.db": tmpdb.read_bytes()}
         finally:
             tmpdb.unlink()
+        with audit._lock:  # no record lands half-copied
+            files.update((name, p.read_bytes()) for name, p in store_files(self.path))
         ring = (self.path / KEYRING_FILE).read_bytes()
-        sealed = Sealer(hkdf(self._ring.secret, "securecmr/snapshot")).seal(
-            db, f"securecmr/snapshot|{self.store_id}".encode()
-        )
-        header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
-        atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
-        self._audit_op("export.snapshot")
+        atomic_write(dest, pack(self._ring.secret, self.store_id, self._now(), ring, files))
+
+    @staticmethod
+    def verify_snapshot(
+        snapshot: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+    ) -> dict[str, Any]:
+        """Check a snapshot without restoring it (IntegrityError if any byte was changed,
+        DecryptionError for a wrong passphrase); returns what it holds."""
+        provider = provider_for(passphrase, key_provider)
+        snap = unpack(Path(snapshot).read_bytes(), provider, Path(snapshot).name)
+        return {
+            "format": snap.format,
+            "store_id": snap.store_id,
+            "created": snap.created,
+            "files": sorted(snap.files),
+            "bytes": sum(len(b) for b in snap.files.values()),
+            "users": "access/users.sealed" in snap.files,
+            "audit": any(n.startswith("access/audit/") for n in snap.files),
+            "monitor_fitted": "monitor/detector.npz" in snap.files,
+        }
 
     @classmethod
     def import_snapshot(
@@ -546,32 +572,46 @@ class Store(AccessMixin, MonitorMixin):
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
     ) -> Store:
-        """Restore a snapshot into a new store directory ``path`` and open it."""
+        """Restore a snapshot into a new store directory ``path`` and open it.
+
+        The whole snapshot is authenticated and decrypted in memory first: a damaged or altered
+        file raises IntegrityError and nothing is written. Users and tokens work as before, the
+        audit log carries the full history (verified) plus a ``restore`` record, and the monitor
+        is fitted as it was. A failed restore leaves nothing behind."""
         provider = provider_for(passphrase, key_provider)
         data = Path(snapshot).read_bytes()
-        if not data.startswith(_SNAP_MAGIC):
-            raise IntegrityError(f"{Path(snapshot).name}: not a securecmr snapshot")
-        off = len(_SNAP_MAGIC)
-        hlen = int.from_bytes(data[off : off + 4], "big")
-        header = json.loads(data[off + 4 : off + 4 + hlen])
-        ring_bytes = data[off + 4 + hlen : off + 4 + hlen + int(header["keyring"])]
-        sealed = data[off + 4 + hlen + int(header["keyring"]) :]
+        snap = unpack(data, provider, Path(snapshot).name)
         root = Path(path)
-        if root.exists() and any(root.iterdir()):
+        if (root / _MARKER).exists() or (root.exists() and any(root.iterdir())):
             raise StoreExistsError(f"{root} is not empty; import into a new directory")
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write(root / KEYRING_FILE, ring_bytes)
-        ring = Keyring.load(root, provider)
+        made = not root.exists()
         try:
-            db = Sealer(hkdf(ring.secret, "securecmr/snapshot")).open(
-                sealed, f"securecmr/snapshot|{ring.store_id}".encode()
-            )
-        except Exception:
-            (root / KEYRING_FILE).unlink()
-            raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
-        atomic_write(root / DB_FILE, db)
-        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        return cls.open(root, key_provider=provider, clock=clock)
+            root.mkdir(parents=True, exist_ok=True)
+            for name, blob in snap.files.items():
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(dest, blob)
+            atomic_write(root / KEYRING_FILE, snap.keyring)
+            atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": snap.store_id}).encode())
+            store = cls.open(root, key_provider=provider, clock=clock)
+            try:
+                report = store.audit.verify() if snap.format >= 2 else None
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            _remove_tree(root, keep_root=not made)
+            raise
+        store._audit_op(
+            "restore",
+            detail={
+                "snapshot": hashlib.sha256(data).hexdigest()[:16],
+                "format": snap.format,
+                "created": snap.created,
+                "records": None if report is None else report.records,
+            },
+        )
+        return store
 
 
 MILVUS_LITE_FILE = "milvus.db"
