@@ -2,7 +2,9 @@
 administration and the query monitor, each checked and audited like every other session call.
 
 They live in mixins so :mod:`._session` stays about the search path; ``Session`` and
-``GuardedCollection`` inherit them. The HTTP service (``securecmr serve``) exposes exactly these.
+``GuardedCollection`` inherit them. The HTTP service (``securecmr serve``) exposes exactly these;
+item reads and legal holds (``get``, ``ids``, ``hold``, ``release``) are the gate's, shared with
+``Collection``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConfigurationError,
-    ItemNotFoundError,
     MonitorError,
     PermissionDeniedError,
-    SecureCMRError,
     UserExistsError,
     UserNotFoundError,
 )
@@ -31,80 +31,18 @@ _DEFAULT_TTL_HOURS = 24.0 * 90
 
 
 class CollectionOpsMixin:
-    """``get``, ``hold``, ``release`` and ``stats`` on a :class:`GuardedCollection`."""
+    """``stats`` on a :class:`GuardedCollection` (its item calls come from the gate's view)."""
 
     _session: Session
     _inner: Any
     name: str
 
-    if TYPE_CHECKING:
-
-        @property
-        def _control(self) -> AccessControl: ...
-
-        def _audit(self, user: User, action: str, **kw: Any) -> None: ...
-
-        def _collection_policy(self) -> Any: ...
-
-    def _visible_policy(self, user: User) -> Any:
-        from ._session import _and
-
-        return _and(self._collection_policy(), self._control.role_of(user).policy)
-
-    def get(self, item_id: str | int) -> Any:
-        """One item's stored record (labels, attrs, ref) as a Hit (needs ``search``); an item the
-        user's policy hides reads exactly like a missing one."""
-        user = self._session._fresh_user()
-        self._control.require(user, Permission.SEARCH, action="get", collection=self.name)
-        try:
-            hit = self._inner.get(item_id)
-            policy = self._visible_policy(user)
-            if policy is not None and not policy.allows(dict(hit.attrs or {}), user.policy_context()):
-                raise ItemNotFoundError("hidden")
-        except ItemNotFoundError:
-            self._audit(user, "get", result_ids=[item_id], outcome="denied", reason="no such item")
-            raise ItemNotFoundError("no such item in this collection; check the id") from None
-        except SecureCMRError as exc:
-            self._audit(user, "get", result_ids=[item_id], outcome="denied", reason=type(exc).__name__)
-            raise
-        self._audit(user, "get", result_ids=[item_id])
-        return hit
-
-    def _holding(self, action: str, ids: Any, on: bool) -> int:
-        user = self._session._fresh_user()
-        self._control.require(user, Permission.DELETE, action=action, collection=self.name)
-        ids = [ids] if isinstance(ids, str | int) else list(ids)
-        policy = self._visible_policy(user)
-        try:
-            if policy is not None:
-                ctx = user.policy_context()
-                for item_id in ids:
-                    if not policy.allows(dict(self._inner.get(item_id).attrs or {}), ctx):
-                        raise ItemNotFoundError("hidden")
-            (self._inner.hold if on else self._inner.release)(ids)
-        except ItemNotFoundError:
-            self._audit(user, action, result_ids=ids, outcome="denied", reason="no such item")
-            raise ItemNotFoundError(
-                "no such item in this collection; check the ids (nothing changed)"
-            ) from None
-        except SecureCMRError as exc:
-            self._audit(user, action, result_ids=ids, outcome="denied", reason=type(exc).__name__)
-            raise
-        self._audit(user, action, result_ids=ids, detail={"count": len(ids)})
-        return len(ids)
-
-    def hold(self, ids: Any) -> int:
-        """Put items under legal hold (needs ``delete``); returns how many."""
-        return self._holding("hold", ids, True)
-
-    def release(self, ids: Any) -> int:
-        """Release a legal hold (needs ``delete``); returns how many."""
-        return self._holding("release", ids, False)
-
     def stats(self) -> dict[str, Any]:
         """Size and configuration of the collection (needs ``manage``)."""
-        user = self._session._fresh_user()
-        self._control.require(user, Permission.MANAGE, action="collection.stats", collection=self.name)
+        session = self._session
+        user = session._fresh_user()
+        control = session._control
+        control.require(user, Permission.MANAGE, action="collection.stats", collection=self.name)
         inner = self._inner
         out = {
             "name": self.name,
@@ -114,7 +52,9 @@ class CollectionOpsMixin:
             "ttl_hours": inner.ttl_hours,
             "policy": inner.policy,
         }
-        self._audit(user, "collection.stats")
+        control.audit.append(
+            "collection.stats", principal=user.name, tenant=user.tenant, collection=self.name
+        )
         return out
 
 

@@ -446,7 +446,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         from ..errors import DuplicateItemError
-        from ..store._types import Item
+        from ..store import Item
 
         batch_size = 256 if batch_size is None else batch_size
         lines = _manifest_lines(manifest)
