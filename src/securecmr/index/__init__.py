@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import IndexBackend
+from ._base import IndexBackend, IndexBase, topk_rows
 from ._brute import BruteForceIndex
 from ._faiss import FaissBinaryIndex
-from ._milvus import MilvusConnection, MilvusIndex
+from ._milvus import INDEX_TYPES, MilvusConnection, MilvusIndex, milvus_names, row_keys
 from ._milvus_server import LocalMilvusServer
 
 __all__ = [
     "BACKENDS",
+    "INDEX_TYPES",
     "BruteForceIndex",
     "FaissBinaryIndex",
     "IndexBackend",
+    "IndexBase",
     "LocalMilvusServer",
     "MilvusConnection",
     "MilvusIndex",
     "make_index",
+    "milvus_names",
+    "row_keys",
+    "topk_rows",
 ]
 
 BACKENDS = ("faiss", "brute", "milvus")

@@ -44,7 +44,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import ConfigurationError, IndexUnavailableError, SecureCMRError
-from ._base import sort_results
+from ._base import IndexBase, sort_results
 
 __all__ = ["INDEX_TYPES", "TOKEN_ENV", "MilvusConnection", "MilvusIndex", "milvus_names", "row_keys"]
 
@@ -282,7 +282,7 @@ def _digest(keys: np.ndarray, codes: np.ndarray) -> int:
         return int(h.sum(dtype=np.uint64))
 
 
-class MilvusIndex:
+class MilvusIndex(IndexBase):
     """The :class:`~securecmr.index.IndexBackend` protocol over one tenant of a Milvus collection.
 
     Rows are addressed by position, like the in-memory backends; the backend keeps each row's key
@@ -301,6 +301,7 @@ class MilvusIndex:
     """
 
     persistent = True
+    pushdown = True
     max_limit = MAX_LIMIT
 
     def __init__(
@@ -339,6 +340,7 @@ class MilvusIndex:
         self._inflight: list[tuple[Any, np.ndarray, np.ndarray]] = []
         self._marker_due = False
         self._unflushed = 0  # rows inserted since the last flush request
+        self._lock = threading.RLock()  # searches may run in several threads (the store's read lock)
         connection._indexes.add(self)
 
     def __repr__(self) -> str:
@@ -497,6 +499,10 @@ class MilvusIndex:
     def settle(self, *, closing: bool = False) -> None:
         """Wait for the inserts in flight (a failed one is undone and sent again once, else the
         backend falls behind from it) and write the state marker if it waits for them."""
+        with self._lock:
+            self._settle(closing)
+
+    def _settle(self, closing: bool) -> None:
         inflight, self._inflight = self._inflight, []
         for future, ks, cs in inflight:
             if self._behind:
@@ -588,6 +594,10 @@ class MilvusIndex:
 
     def _catch_up(self) -> bool:
         """Send Milvus what it missed; True when it holds exactly the local rows again."""
+        with self._lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> bool:
         self.settle()
         try:
             client = self._client()
