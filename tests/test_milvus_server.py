@@ -194,12 +194,9 @@ def test_rebuilt_when_the_server_lost_or_gained_rows(live_milvus: Any, tmp_path:
         assert count() == 400
 
         # gained: a foreign row under this tenant's tag, at distance 0 from a query
-        salted = None
         with _reopen(root, live_milvus.uri) as store:
-            salted = store.collection("c").query_code(code=queries[0], salted=True)
-        client.insert(
-            name, [{"tenant": tag, "seq": 99999, "mod": 1, "rk": 4 * 99999 + 1, "code": salted.tobytes()}]
-        )
+            salted = store.collection("c")._ops.salted(np.asarray(queries[0], np.uint8))
+        client.insert(name, [{"tenant": tag, "seq": 99999, "mod": 1, "rk": 4 * 99999 + 1, "code": salted}])
         assert count() == 401
         with _reopen(root, live_milvus.uri) as store:
             assert _ranking(store.collection("c"), queries) == want
@@ -234,8 +231,8 @@ def test_erasure_reaches_the_server_files(live_milvus: Any, tmp_path: Path) -> N
     index = coll._engine.index
     index._client().flush(index._coll)  # type: ignore[attr-defined]  # sealed segments on disk
     gone, kept = items[7], items[8]
-    salted_gone = coll.query_code(code=gone.codes["image"], salted=True).tobytes()  # type: ignore[index]
-    salted_kept = coll.query_code(code=kept.codes["image"], salted=True).tobytes()  # type: ignore[index]
+    salted_gone = coll._ops.salted(np.asarray(gone.codes["image"], np.uint8))  # type: ignore[index]
+    salted_kept = coll._ops.salted(np.asarray(kept.codes["image"], np.uint8))  # type: ignore[index]
     id_hmac = coll._engine.id_hmac(gone.id)
     coll.delete([gone.id])
     receipt = store.compact()
