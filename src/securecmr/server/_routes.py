@@ -339,7 +339,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get(
         "/audit/head",
-        summary="The audit chain's head: record count and chain hash, signed where the store signs heads (read_audit)",
+        summary="The audit head: record count, chain hash (signed where the store signs heads)",
     )
     async def audit_head(request: Request) -> Any:
         def op(s: Any) -> Any:
