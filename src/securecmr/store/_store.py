@@ -444,6 +444,7 @@ class Store(AccessMixin, MonitorMixin):
             now=self._now,
             check_writable=self._check_writable,
             purge=self._purge_collection,
+            check_open=self._check_open,
         )
         return Collection(self._gate, ops, self._operator, self)
 
