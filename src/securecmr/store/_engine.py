@@ -42,6 +42,7 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
+from ._features import FeatureVault, Kept
 from ._types import MODALITIES, Hit
 
 __all__ = ["CollectionEngine"]
@@ -93,6 +94,7 @@ class CollectionEngine:
         self.segment_gen = -1
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
         self._tags: dict[tuple[int, bytes], HmacSha256] = {}
+        self.vault = FeatureVault(conn, store_id, cid, name, keys)  # kept encoder features
         self._load()
 
     def __repr__(self) -> str:
@@ -496,10 +498,12 @@ class CollectionEngine:
         *,
         now: float,
         ttl_hours: float | None,
+        kept: Kept | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
-        (labels, attrs, ref, text), None for an item with none."""
+        (labels, attrs, ref, text), None for an item with none; ``kept`` the encoder features to
+        keep (sealed in the same transaction, see ``_features``)."""
         n = len(ids)
         if n == 0:
             raise EmptyInputError("empty batch: give at least one item")
@@ -566,6 +570,10 @@ class CollectionEngine:
                 sc, sb = self._seal_block(bid, e - a, e - a, kv, expires, core, body)
                 inserts.append((self.cid, bid, e - a, e - a, kv, expires, sc, sb))
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
+            if kept:
+                self.conn.executemany(
+                    "INSERT INTO features VALUES (?,?,?,?)", self.vault.rows_for_add(start, seqs, kept, kv)
+                )
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
@@ -660,12 +668,15 @@ class CollectionEngine:
             updates.append((nn, kv_new, sc, sb, self.cid, bid))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
+        f_updates, f_removals = self.vault.erase(gone_seqs, bids, kv_new)  # kept features go with them
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(
                 "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", updates
             )
             self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", removals)
+            self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", f_updates)
+            self.conn.executemany("DELETE FROM features WHERE cid=? AND bid=?", f_removals)
             if holds:
                 self.conn.executemany(
                     "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in holds]
@@ -907,9 +918,11 @@ class CollectionEngine:
                 pack_body(bseqs, hm, ids_json, metas_json),
             )
             updates.append((new_kv, sc, sb, self.cid, bid))
+        f_updates = self.vault.reseal_rows(new_kv)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
+            self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", f_updates)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
