@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["progress"]
+__all__ = ["progress", "stage"]
 
 T = TypeVar("T")
 
@@ -60,3 +62,61 @@ def progress(
         for item in items:
             yield item
             bar.advance(task)
+
+
+@contextlib.contextmanager
+def stage(
+    description: str,
+    total: int,
+    *,
+    unit: str = "items",
+    show: bool | None = None,
+    log: bool = True,
+) -> Iterator[Callable[[int], None]]:
+    """A stage of long work counted in ``unit`` (items, not batches); yields ``advance(n)``.
+
+    On a terminal it draws a bar; otherwise (piped, logged, CI) it prints one plain line when
+    the stage starts and one when it ends, unless ``log=False`` or SECURECMR_NO_PROGRESS is set.
+    """
+    bar_on = (
+        show
+        if show is not None
+        else (not os.environ.get("SECURECMR_NO_PROGRESS") and sys.stderr.isatty() and total > 0)
+    )
+    if bar_on:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+        return
+    plain = log and not os.environ.get("SECURECMR_NO_PROGRESS")
+    done = [0]
+    start = time.monotonic()
+    if plain:
+        print(f"{description}: {total} {unit}", file=sys.stderr, flush=True)
+
+    def advance(n: int) -> None:
+        done[0] += n
+
+    yield advance
+    if plain:
+        took = time.monotonic() - start
+        print(f"{description}: done, {done[0]} {unit} in {took:.1f} s", file=sys.stderr, flush=True)

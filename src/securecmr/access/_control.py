@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..audit import HIPAA_RETENTION_DAYS, AuditLog
-from ..errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from ..errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    UserExistsError,
+    UserNotFoundError,
+)
 from ._filter import AllowedSetCache
 from ._registry import User, UserRegistry, check_attrs, check_name, check_tenant
 from ._roles import Permission, Role
@@ -111,10 +117,30 @@ class AccessControl:
         attrs: dict[str, Any] | None = None,
         ttl_hours: float = DEFAULT_TOKEN_TTL_HOURS,
         by: User | None = None,
-    ) -> str:
-        """Create (or re-key) a user and return a fresh token; only its hash is stored."""
+        exist_ok: bool = False,
+    ) -> str | None:
+        """Create a user and return a fresh token; only its hash is stored.
+
+        A user of that name that exists (and is not revoked) is never replaced: UserExistsError,
+        or with ``exist_ok=True`` None and nothing changes. Role, tenant and attribute changes go
+        through :meth:`update_user`; a new token through :meth:`issue_token`."""
         actor = by.name if by is not None else OPERATOR
         actor_tenant = by.tenant if by is not None else None
+        current = self.registry.users.get(name) if isinstance(name, str) else None
+        if current is not None and not current.revoked:
+            if by is not None and by.tenant is not None and current.tenant != by.tenant:
+                exc: Exception = PermissionDeniedError("you may not manage this user")
+            elif exist_ok:
+                return None
+            else:
+                exc = UserExistsError(
+                    f"a user named {name!r} already exists; change it with update_user, "
+                    "or pass exist_ok=True to leave it as it is"
+                )
+            self.audit.append(
+                "user.create", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise exc
         try:
             name = check_name(name)
             tenant = check_tenant(tenant)
@@ -170,6 +196,100 @@ class AccessControl:
         user.tokens = []
         self.registry.save()
         self.audit.append("user.revoke", principal=actor, tenant=actor_tenant, detail={"user": name})
+
+    def update_user(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        tenant: str | object | None = ...,
+        attrs: dict[str, Any] | None = None,
+        by: User | None = None,
+    ) -> User:
+        """Change a user's role, tenant (``None`` for none) or attributes (replaced as a whole);
+        the user's tokens stay valid and carry the new rights at once. Audited with the old and
+        new values (attribute keys only)."""
+        actor = by.name if by is not None else OPERATOR
+        actor_tenant = by.tenant if by is not None else None
+        user = self.registry.users.get(name) if isinstance(name, str) else None
+        try:
+            if user is None or (by is not None and by.tenant is not None and user.tenant != by.tenant):
+                raise UserNotFoundError(f"no user named {name!r}")
+            if by is not None:
+                self._require_user_admin(by, user.tenant)
+            new_role = user.role if role is None else role
+            self.registry.role(new_role)
+            new_tenant = user.tenant if tenant is ... else check_tenant(tenant)
+            if by is not None and by.tenant is not None and new_tenant != by.tenant:
+                raise PermissionDeniedError("an admin manages users of their own tenant only")
+            new_attrs = user.attrs if attrs is None else check_attrs(attrs)
+        except (ConfigurationError, PermissionDeniedError, UserNotFoundError) as exc:
+            self.audit.append(
+                "user.update", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise
+        changes: dict[str, Any] = {}
+        if new_role != user.role:
+            changes["role"] = [user.role, new_role]
+        if new_tenant != user.tenant:
+            changes["tenant"] = [user.tenant, new_tenant]
+        if new_attrs != user.attrs:
+            changes["attrs"] = [sorted(user.attrs), sorted(new_attrs)]
+        user.role, user.tenant, user.attrs = new_role, new_tenant, new_attrs
+        self.registry.save()
+        self.audit.append(
+            "user.update", principal=actor, tenant=actor_tenant, detail={"user": name, "changes": changes}
+        )
+        return user
+
+    def issue_token(
+        self, name: str, *, ttl_hours: float = DEFAULT_TOKEN_TTL_HOURS, by: User | None = None
+    ) -> str:
+        """A new token for an existing, active user (older tokens stay valid until they expire or
+        the user is revoked). Audited."""
+        actor = by.name if by is not None else OPERATOR
+        actor_tenant = by.tenant if by is not None else None
+        user = self.registry.users.get(name) if isinstance(name, str) else None
+        try:
+            if user is None or user.revoked or (
+                by is not None and by.tenant is not None and user.tenant != by.tenant
+            ):
+                raise UserNotFoundError(f"no active user named {name!r}")
+            if by is not None:
+                self._require_user_admin(by, user.tenant)
+            if ttl_hours <= 0:
+                raise ConfigurationError("ttl_hours must be positive")
+        except (ConfigurationError, PermissionDeniedError, UserNotFoundError) as exc:
+            self.audit.append(
+                "user.token", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise
+        now = self.clock()
+        token, claims = self._signer.issue(name, now=now, ttl_seconds=ttl_hours * 3600.0)
+        user.tokens.append({"hash": token_hash(token), "jti": claims.token_id, "exp": claims.expires_at})
+        self.registry.save()
+        self.audit.append("user.token", principal=actor, tenant=actor_tenant, detail={"user": name})
+        return token
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user's public record: name, role, tenant, attrs, times, active tokens (no hashes)."""
+        now = self.clock()
+        out = []
+        for user in sorted(self.registry.users.values(), key=lambda u: u.name):
+            live = [t for t in user.tokens if float(t.get("exp", 0)) > now]
+            out.append(
+                {
+                    "name": user.name,
+                    "role": user.role,
+                    "tenant": user.tenant,
+                    "attrs": dict(user.attrs),
+                    "created_at": user.created_at,
+                    "revoked_at": user.revoked_at,
+                    "tokens": len(live),
+                    "expires_at": max((float(t["exp"]) for t in live), default=None),
+                }
+            )
+        return out
 
     def add_role(self, role: Role, *, by: User | None = None) -> None:
         """Register (or replace) a custom role."""

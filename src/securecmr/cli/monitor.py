@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
+from ._app import group
+from ._common import JSON, STORE, emit
+
 __all__ = ["register"]
 
-monitor_app = typer.Typer(
-    help="Learn normal query behaviour and report anomalous principals.", no_args_is_help=True
-)
+monitor_app = group("Learn normal query behaviour and report anomalous principals.")
 
 
 def _open(store: Path) -> tuple[AbstractContextManager[Any], Any]:
@@ -24,7 +25,7 @@ def _open(store: Path) -> tuple[AbstractContextManager[Any], Any]:
     from ..monitor import StoreMonitor
 
     if hasattr(securecmr, "Store"):
-        from .users import open_store
+        from ._common import open_store
 
         try:
             st = open_store(store)
@@ -39,18 +40,22 @@ def _open(store: Path) -> tuple[AbstractContextManager[Any], Any]:
 
 
 @monitor_app.command("fit")
-def fit_cmd(store: Annotated[Path, typer.Argument(help="The store directory.")]) -> None:
+def fit_cmd(store: STORE, as_json: JSON = False) -> None:
     """Fit the anomaly detector on the store's query log (its history is taken as normal use)."""
     ctx, mon = _open(store)
     with ctx:
         det = mon.fit()
-    typer.echo(f"fitted on {det.n_windows_} windows from {len(det.profiles_)} principals")
+    emit(
+        as_json,
+        {"fitted": True, "windows": int(det.n_windows_), "principals": len(det.profiles_)},
+        f"fitted on {det.n_windows_} windows from {len(det.profiles_)} principals",
+    )
 
 
 @monitor_app.command("report")
 def report_cmd(
-    store: Annotated[Path, typer.Argument(help="The store directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    store: STORE,
+    as_json: JSON = False,
     all_principals: Annotated[
         bool, typer.Option("--all", help="List every principal, not only flagged ones.")
     ] = False,
@@ -83,14 +88,15 @@ def report_cmd(
 
 @monitor_app.command("unblock")
 def unblock_cmd(
-    store: Annotated[Path, typer.Argument(help="The store directory.")],
-    principal: Annotated[str, typer.Argument(help="The principal to unblock.")],
+    store: STORE,
+    principal: Annotated[str, typer.Argument(metavar="PRINCIPAL", help="The principal to unblock.")],
+    as_json: JSON = False,
 ) -> None:
     """Lift a block set by the query guard."""
     ctx, mon = _open(store)
     with ctx:
         mon.unblock(principal)
-    typer.echo(f"unblocked {principal}")
+    emit(as_json, {"unblocked": principal}, f"unblocked {principal}")
 
 
 def register(app: typer.Typer) -> None:

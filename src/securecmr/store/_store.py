@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..access import AccessControl, AccessMixin
 from ..access._control import OPERATOR
 from ..errors import (
@@ -21,6 +24,7 @@ from ..errors import (
     CollectionNotFoundError,
     ConfigurationError,
     IntegrityError,
+    StoreClosedError,
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
@@ -80,6 +84,8 @@ class Store(AccessMixin, MonitorMixin):
         )
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"Store({str(self.path)!r}, closed)"
         return f"Store({str(self.path)!r}, collections={len(self.collections())})"
 
     def __enter__(self) -> Store:
@@ -115,33 +121,59 @@ class Store(AccessMixin, MonitorMixin):
         milvus_token: str | None = None,
         milvus_index: str = "BIN_FLAT",
         backend: str | None = None,
+        exist_ok: bool = False,
     ) -> Store:
         """Create a new store in ``path`` (an empty or missing directory).
 
-        ``index_backend="milvus"`` serves the collections' searches from Milvus at ``milvus_uri``
-        (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI; ``milvus_token`` or
-        ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is remembered by
-        :meth:`open`. ``backend`` is an older name of ``index_backend``."""
+        A store already at ``path`` is an error (StoreExistsError) unless ``exist_ok=True``, which
+        opens it unchanged (see :meth:`open_or_create`). When creation fails nothing is left on
+        disk. ``index_backend="milvus"`` serves the collections' searches from Milvus at
+        ``milvus_uri`` (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI;
+        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is
+        remembered by :meth:`open`. ``backend`` is an older name of ``index_backend``."""
         provider = provider_for(passphrase, key_provider)
         index_backend = backend or index_backend
         index_cfg = _index_config(index_backend, milvus_uri, milvus_index)
         root = Path(path)
         if (root / _MARKER).exists() or (root / DB_FILE).exists():
+            if exist_ok:
+                return cls.open(root, key_provider=provider, clock=clock, milvus_token=milvus_token)
             raise StoreExistsError(f"a store already exists at {root}; use Store.open")
         if root.exists() and any(root.iterdir()):
             raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
+        made = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        lock = WriterLock(root / "store.lock")
-        ring = Keyring.new(uuid.uuid4().hex)
-        ring.save(root, provider)
-        conn = connect(root, create=True)
-        conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
-        sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
-        blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
-        conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
-        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        milvus = _milvus_for(root, index_cfg, None, milvus_token)
-        return cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
+        lock: WriterLock | None = None
+        conn: sqlite3.Connection | None = None
+        try:
+            lock = WriterLock(root / "store.lock")
+            ring = Keyring.new(uuid.uuid4().hex)
+            ring.save(root, provider)
+            conn = connect(root, create=True)
+            conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
+            sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
+            blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
+            conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
+            milvus = _milvus_for(root, index_cfg, None, milvus_token)
+            store = cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
+            # the marker last: a directory without it is not a store (and is removed below)
+            atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            if lock is not None:
+                lock.release()
+            _remove_tree(root, keep_root=not made)
+            raise
+        return store
+
+    @classmethod
+    def open_or_create(
+        cls, path: str | os.PathLike[str], passphrase: str | None = None, **kwargs: Any
+    ) -> Store:
+        """Open the store at ``path``, or create it there if there is none (rerunnable scripts).
+        Same as ``Store.create(path, passphrase, exist_ok=True, **kwargs)``."""
+        return cls.create(path, passphrase, exist_ok=True, **kwargs)
 
     @classmethod
     def open(
@@ -213,9 +245,12 @@ class Store(AccessMixin, MonitorMixin):
         for coll in self._collections.values():
             coll._engine.save_segment()
 
-    def _check_writable(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
-            raise StoreError("the store is closed")
+            raise StoreClosedError("the store is closed; open it again with Store.open")
+
+    def _check_writable(self) -> None:
+        self._check_open()
         if self._lock is None:
             raise StoreError("this store was opened readonly=True; open it for writing to change it")
 
@@ -228,6 +263,8 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
+        """The names of the store's collections, sorted."""
+        self._check_open()
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
     def create_collection(
@@ -238,10 +275,17 @@ class Store(AccessMixin, MonitorMixin):
         hasher: Any = None,
         ttl_hours: float | None = None,
         policy: str | None = None,
+        *,
+        exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
-        without one the data-independent zero-shot hasher is used."""
+        without one the data-independent zero-shot hasher is used.
+
+        A collection of that name that exists is never replaced: CollectionExistsError, or with
+        ``exist_ok=True`` the existing collection, unchanged."""
         self._check_writable()
+        if exist_ok and isinstance(name, str) and name in self.collections():
+            return self.collection(name)
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ConfigurationError("a collection name must be a non-empty string of at most 200 characters")
         if protection not in PROTECTION_MODES:
@@ -255,7 +299,9 @@ class Store(AccessMixin, MonitorMixin):
                 f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits"
             )
         if name in self.collections():
-            raise CollectionExistsError(f"a collection named {name!r} already exists")
+            raise CollectionExistsError(
+                f"a collection named {name!r} already exists; pass exist_ok=True to use it as it is"
+            )
         if policy is not None:
             from ..access import compile_policy
 
@@ -276,13 +322,60 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
         return self.collection(name)
 
+    def drop_collection(self, name: str, *, by: str | None = None) -> dict[str, Any]:
+        """Delete a collection with all its items and crypto-shred its data keys; returns a signed
+        erasure receipt (like :meth:`compact`'s) naming the id HMACs erased. Audited as
+        ``collection.drop``. Items under legal hold refuse the drop (LegalHoldError)."""
+        from ..errors import LegalHoldError
+
+        self._check_writable()
+        coll = self.collection(name)
+        eng = coll._engine
+        cid = eng.cid
+        if eng._held(eng.all_seqs()):
+            raise LegalHoldError(f"collection {name!r} has items under legal hold; release them first")
+        erased = sorted(bytes(h).hex() for h in eng.seq_of)
+        pending = self._conn.execute("SELECT id_hmac FROM erased WHERE cid=?", (cid,)).fetchall()
+        erased += sorted(bytes(r[0]).hex() for r in pending)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("items", "blocks", "holds", "erased", "collections"):
+                self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._collections.pop(name, None)
+        if self._milvus is not None:  # the Milvus rows of this collection go too
+            index = eng.index
+            with contextlib.suppress(Exception):
+                if len(index):
+                    index.remove(np.arange(len(index), dtype=np.int64))
+        self._ring.collections.pop(cid, None)  # crypto-shred: nothing can decrypt a stray copy
+        self._ring.save(self.path, self._provider, fresh_kdf=False)
+        (self.path / "index" / f"{cid}.seg").unlink(missing_ok=True)
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        receipt = {
+            "format": 1,
+            "store_id": self.store_id,
+            "dropped": name,
+            "erased": {name: erased},
+            "count": len(erased),
+            "at": self._now(),
+            "by": by,
+            "files": sorted(p.name for p in self.path.iterdir() if p.is_file()),
+        }
+        receipt["signature"] = self._sign(receipt)
+        self._audit_op("collection.drop", collection=name, detail={"count": len(erased)})
+        return receipt
+
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
 
     def collection(self, name: str) -> Collection:
         """Open a collection by name (CollectionNotFoundError when there is none)."""
-        if self._closed:
-            raise StoreError("the store is closed")
+        self._check_open()
         coll = self._collections.get(name)
         if coll is not None:
             return coll
@@ -424,8 +517,7 @@ class Store(AccessMixin, MonitorMixin):
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
         """Write an encrypted snapshot (keyring + sealed database) to ``path``."""
-        if self._closed:
-            raise StoreError("the store is closed")
+        self._check_open()
         self._conn.execute("PRAGMA wal_checkpoint(FULL)")
         dest = Path(path)
         tmpdb = dest.with_name(dest.name + ".db.tmp")
@@ -529,6 +621,20 @@ def _milvus_for(
         return None
     chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
     return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
+
+
+def _remove_tree(root: Path, *, keep_root: bool) -> None:
+    """Remove what a failed create or import wrote (the directory itself unless it was there)."""
+    import shutil
+
+    if keep_root:
+        for child in list(root.iterdir()) if root.exists() else []:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _cleanup_tmp(root: Path) -> None:
