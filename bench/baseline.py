@@ -105,8 +105,10 @@ def main() -> int:
             rows["supervised"] = hasher_maps(d.train, d.query, d.db, bits)
             for row, (i2t, t2i, fit_s, h) in rows.items():
                 chosen = "" if h is None else f"{h.head_image_}/{h.head_text_}/{h.code_}"
-                print(f"{name:<10}{bits:>5}  {row:<11}{i2t:>9.4f}{t2i:>9.4f}{(i2t + t2i) / 2:>8.4f}  {chosen}",
-                      flush=True)
+                print(
+                    f"{name:<10}{bits:>5}  {row:<11}{i2t:>9.4f}{t2i:>9.4f}{(i2t + t2i) / 2:>8.4f}  {chosen}",
+                    flush=True,
+                )
                 key = f"{name}/{bits}/{row}"
                 results[key] = {"map_i2t": i2t, "map_t2i": t2i}
                 if h is not None:

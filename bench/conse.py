@@ -34,7 +34,9 @@ PROMPTS = {
     "name": lambda lemmas: [lemmas[0]],
     "photo-synonyms": lambda lemmas: [f"a photo of a {x}" for x in lemmas[:3]],
     "templates": lambda lemmas: [
-        f"a photo of a {lemmas[0]}", f"an image of a {lemmas[0]}", f"a close-up of a {lemmas[0]}",
+        f"a photo of a {lemmas[0]}",
+        f"an image of a {lemmas[0]}",
+        f"a close-up of a {lemmas[0]}",
         f"a picture showing a {lemmas[0]}",
     ],
 }
@@ -47,7 +49,9 @@ def class_embeddings(bert: Any, tok_dir: Path, kind: str) -> np.ndarray:
     from securecmr.encoders._classes import imagenet_classes
     from securecmr.encoders._export import embed_texts_torch
 
-    groups = [PROMPTS[kind]([x.strip() for x in lemmas.split(",") if x.strip()]) for _, lemmas in imagenet_classes()]
+    groups = [
+        PROMPTS[kind]([x.strip() for x in lemmas.split(",") if x.strip()]) for _, lemmas in imagenet_classes()
+    ]
     flat = [p for g in groups for p in g]
     emb = embed_texts_torch(bert, tok_dir, flat)
     out, i = [], 0
@@ -85,8 +89,12 @@ def logits_for(tower: str, images: list[Any], cache: Path, tag: str) -> tuple[np
     out, spent = [], 0.0
     with torch.no_grad():
         for s in range(0, len(images), 16):
-            px = np.stack([preprocess(to_rgb(im), image_size=size, resize=resize, mean=(0.5,) * 3, std=(0.5,) * 3)
-                           for im in images[s : s + 16]])
+            px = np.stack(
+                [
+                    preprocess(to_rgb(im), image_size=size, resize=resize, mean=(0.5,) * 3, std=(0.5,) * 3)
+                    for im in images[s : s + 16]
+                ]
+            )
             t = time.perf_counter()
             f = net.extract_features(torch.from_numpy(px)).mean(dim=(2, 3))
             out.append(net._fc(f).numpy())
@@ -120,7 +128,11 @@ def main() -> int:
     root = args.data / "medpix2"
     splits: dict[str, dict[str, Any]] = {}
     for name in ("train", "test"):
-        rows = [json.loads(x) for x in (root / "splits" / f"descriptions_{name}.jsonl").read_text().splitlines() if x.strip()]
+        rows = [
+            json.loads(x)
+            for x in (root / "splits" / f"descriptions_{name}.jsonl").read_text().splitlines()
+            if x.strip()
+        ]
         rows = [r for r in rows if ((r.get("Description") or {}).get("Caption") or "").strip()]
         rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[: args.images]]
         splits[name] = {
@@ -137,7 +149,10 @@ def main() -> int:
 
     results: dict[str, Any] = {"n_images": args.images}
     for tower in ("lite0", "lite2"):
-        logits = {name: logits_for(tower, sp["images"], args.cache, f"{name}{args.images}") for name, sp in splits.items()}
+        logits = {
+            name: logits_for(tower, sp["images"], args.cache, f"{name}{args.images}")
+            for name, sp in splits.items()
+        }
         slog, _ = logits_for(tower, list(samples.values()), args.cache, "samples")
         ms = logits["test"][1]
         grid = []
@@ -147,22 +162,30 @@ def main() -> int:
                     sc = {}
                     for name, sp in splits.items():
                         z = conse(logits[name][0], cls, top, temp)
-                        sc[name] = 0.5 * (cosine_map(sp["text"], z, sp["labels"], sp["labels"])
-                                          + cosine_map(z, sp["text"], sp["labels"], sp["labels"]))
+                        sc[name] = 0.5 * (
+                            cosine_map(sp["text"], z, sp["labels"], sp["labels"])
+                            + cosine_map(z, sp["text"], sp["labels"], sp["labels"])
+                        )
                         if name == "test":
                             sc["test_t2i"] = cosine_map(sp["text"], z, sp["labels"], sp["labels"])
                             sc["test_i2t"] = cosine_map(z, sp["text"], sp["labels"], sp["labels"])
                     zs = conse(slog, cls, top, temp)
-                    sc["samples_r1"] = float(np.mean((zs @ sample_text.T).argmax(axis=1) == np.arange(len(zs))))
+                    sc["samples_r1"] = float(
+                        np.mean((zs @ sample_text.T).argmax(axis=1) == np.arange(len(zs)))
+                    )
                     grid.append({"prompt": kind, "top": top, "temp": temp, **sc})
         before = next(g for g in grid if (g["prompt"], g["top"], g["temp"]) == ("photo", 10, 1.0))
         # choose on MedPix train, break ties by the sample images
         after = max(grid, key=lambda g: (round(g["train"], 3), g["samples_r1"]))
         results[tower] = {"ms_per_image": ms, "before": before, "after": after}
         for label, g in (("before", before), ("after", after)):
-            print(f"{tower} {label:<6} prompt={g['prompt']:<15} top={g['top']:<5} temp={g['temp']:<4} "
-                  f"MedPix test MAP t2i {g['test_t2i']:.4f} i2t {g['test_i2t']:.4f} (train mean {g['train']:.4f}); "
-                  f"samples R@1 {g['samples_r1']:.3f}; {ms:.1f} ms/image", flush=True)
+            print(
+                f"{tower} {label:<6} prompt={g['prompt']:<15} top={g['top']:<5} temp={g['temp']:<4} "
+                f"MedPix test MAP t2i {g['test_t2i']:.4f} i2t {g['test_i2t']:.4f} "
+                f"(train mean {g['train']:.4f}); "
+                f"samples R@1 {g['samples_r1']:.3f}; {ms:.1f} ms/image",
+                flush=True,
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -121,9 +121,8 @@ def main() -> int:
         text_module,
     )
     from securecmr.encoders._imageio import preprocess, to_rgb
-    from securecmr.encoders._session import make_session
-
     from securecmr.encoders._manifest import resolve_dir
+    from securecmr.encoders._session import make_session
 
     model_dir = resolve_dir(args.models)  # the directory users run (securecmr models export --int8)
     export_models(model_dir, int8=True)

@@ -43,7 +43,9 @@ def baseline_codes(
     return tuple(out)  # db image, query image, db text, query text
 
 
-def _maps(qi: np.ndarray, qt: np.ndarray, di: np.ndarray, dt: np.ndarray, qy: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _maps(
+    qi: np.ndarray, qt: np.ndarray, di: np.ndarray, dt: np.ndarray, qy: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
     return mean_average_precision(qi, dt, qy, y), mean_average_precision(qt, di, qy, y)
 
 

@@ -211,7 +211,8 @@ def _image_config(image_tower: str = DEFAULT_IMAGE_TOWER) -> dict[str, Any]:
     spec = check_tower(image_tower)
     return {
         "kind": "image", "onnx": IMAGE_FILE, "pixel_values": "pixel_values", "image_size": spec["image_size"],
-        "resize": spec["resize"], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear",
+        "resize": spec["resize"], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+        "interpolation": "bilinear",
         "output": "zeroshot", "dim": 384, "features_output": "features", "feature_dim": 1280,
         "pooling": "none", "normalize": True,
     }
@@ -315,7 +316,8 @@ def export_models(
             "zeroshot_head": {
                 "method": "ConSE (Norouzi et al., ICLR 2014)", "top_t": TOP_T, "temperature": TEMPERATURE,
                 "classes": "ImageNet-1k (data/imagenet1k_lemmas.tsv, from timm, Apache-2.0)",
-                "class_text": f"mean of 'a photo of a <lemma>' over the first {SYNONYMS} lemmas", "class_encoder": "all-MiniLM-L6-v2",
+                "class_text": f"mean of 'a photo of a <lemma>' over the first {SYNONYMS} lemmas",
+                "class_encoder": "all-MiniLM-L6-v2",
                 "centring": "mean class embedding subtracted", "normalize": True,
             },
         }

@@ -133,7 +133,7 @@ class ImageEncoder:
             outs = self._session.run(names, {self._config.pixel_values: batch})
             for j, out in enumerate(outs):
                 parts[j].append(pool(out, self._config.pooling))
-        result = {}
+        result: dict[str, np.ndarray] = {}
         for o, chunks in zip(outputs, parts, strict=True):
             arr = np.concatenate(chunks).astype(np.float32)
             result[o] = l2_normalize(arr) if (self._config.normalize or o == "features") else arr

@@ -103,7 +103,8 @@ class KernelHead(Head):
         conf_thresholds: np.ndarray | None = None,
     ) -> KernelHead:
         """Write the ONNX graph ``act(rbf(f(x)) @ w1 + b1) @ w2 + b2`` (``mean`` centres the rbf features
-        before ``w1``; ``anchors=None`` skips the kernel: a linear classifier on ``f(x)``). ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
+        before ``w1``; ``anchors=None`` skips the kernel: a linear classifier on ``f(x)``).
+        ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
         the output is ``b2 - rank[:, rank_classes]`` where ``rank[c]`` counts the classes scored above
         class ``c`` (0 = the top class) and ``w2`` is unused; bit ``j`` is then "class
         ``rank_classes[j]`` is among the top ``b2[j] + 0.5``". ``conf_classes`` / ``conf_thresholds``

@@ -419,11 +419,11 @@ class SupervisedHasher(BaseHasher):
         }
         sx, st = _auto_sqrt(self.sqrt, x), _auto_sqrt(self.sqrt, t)
         kinds = ("kernel", "linear") if self.head == "auto" else (str(self.head),)
-        codes = (code,)
+        codes: tuple[str, ...] = (code,)
         if self.code == "auto" and code == "rank":
             codes = ("rank", "centres")
         kind_x = kind_t = kinds[0]
-        self.validation_: dict[str, float] = {}
+        self.validation_ = {}
         if len(kinds) * len(codes) > 1 and int(mask.sum()) >= _MIN_SELECT_ROWS:
             kind_x, kind_t, code, picked, self.validation_ = self._select(
                 x, t, y, mask, codes, kinds, common, (sx, st)

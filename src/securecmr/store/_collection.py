@@ -72,6 +72,43 @@ class Collection:
     def hasher(self) -> Any:
         return self._encoders.hasher
 
+    @property
+    def keeps_features(self) -> bool:
+        """Whether items added from now on keep their encoder features (sealed) for :meth:`fit`."""
+        return bool(self._engine.config.get("keep_features", False))
+
+    @property
+    def hasher_version(self) -> int:
+        """1 for the hasher the collection was created with; +1 on every switch (and switch back)."""
+        return int(self._engine.config.get("hasher_version", 1))
+
+    def keep_features(self, keep: bool = True) -> None:
+        """Turn keeping features on (or off) for items added from now on; items already stored keep
+        theirs only when they are re-added."""
+        self._store._check_writable()
+        config = dict(self._engine.config)
+        config["keep_features"] = bool(keep)
+        self._store._write_config(self._engine.cid, config)
+        self._engine.config.update(config)
+        self._store._audit_op("collection.keep_features", collection=self.name, detail={"keep": bool(keep)})
+
+    def kept_features(self) -> dict[str, int]:
+        """How many items keep features, per kind ``"<modality>:<dim>"`` (e.g. ``"image:1280"``)."""
+        return self._engine.vault.count()
+
+    def fit(self, method: str = "unsupervised", bits: int | None = None, **kwargs: Any) -> Any:
+        """Learn a hasher from this collection's own pairs and switch to it if it retrieves better;
+        see :func:`securecmr.store._learn.fit_collection` for the arguments and the report."""
+        from ._learn import fit_collection
+
+        return fit_collection(self, method=method, bits=bits, **kwargs)
+
+    def switch_back(self, *, show_progress: bool | None = None) -> Any:
+        """Re-code every item with the previous hasher version and make it current again (audited)."""
+        from ._learn import switch_back
+
+        return switch_back(self, show_progress=show_progress)
+
     def id_hmac(self, item_id: str | int) -> str:
         """The keyed HMAC (hex) under which ``item_id`` is stored."""
         return self._engine.id_hmac(item_id).hex()
@@ -123,11 +160,14 @@ class Collection:
             else:
                 add_meta(None)  # no payload
         columns = {m: self._code_column(_modality(m), *col) for m, col in given.items()}
+        kept: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if self.keeps_features else None
         if slow:
-            self._encode_slow(items, slow, columns)
+            self._encode_slow(items, slow, columns, kept)
         now = self._store._now()
         self._store._purge_collection(self._engine, now)
-        added = self._engine.add_columns(ids, columns, metas, now=now, ttl_hours=self.ttl_hours)
+        added = self._engine.add_columns(
+            ids, columns, metas, now=now, ttl_hours=self.ttl_hours, kept=kept or None
+        )
         if context is None:  # operator call (sessions audit their own calls)
             self._store._audit_op("add", collection=self.name, result_ids=ids, detail={"count": added})
         return added
@@ -144,13 +184,19 @@ class Collection:
         return np.asarray(pos, dtype=np.int64), arr.reshape(len(codes), nb)
 
     def _encode_slow(
-        self, items: list[Item], slow: list[int], columns: dict[str, tuple[np.ndarray, np.ndarray]]
+        self,
+        items: list[Item],
+        slow: list[int],
+        columns: dict[str, tuple[np.ndarray, np.ndarray]],
+        kept: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """Codes from vectors (per item) and from raw text/image/video (batched per modality), for
-        the modalities an item does not already have a code for."""
+        the modalities an item does not already have a code for; with ``kept``, also the features
+        to keep (kind -> (item positions, rows))."""
         have = {m: set(col[0].tolist()) for m, col in columns.items()}
         extra: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         raw_batches: dict[str, list[int]] = {m: [] for m in MODALITIES}
+        keep_parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for i in slow:
             it = items[i]
             for m, v in (it.vectors or {}).items():
@@ -159,12 +205,22 @@ class Collection:
                     col[0].append(i)
                     col[1].append(self._encoders.code(m, vector=v))
                     have.setdefault(m, set()).add(i)
+                    if kept is not None:
+                        row = np.asarray(v, dtype=np.float32).reshape(1, -1)
+                        part = keep_parts.setdefault(f"{m}:{row.shape[1]}", ([], []))
+                        part[0].append(np.asarray([i], dtype=np.int64))
+                        part[1].append(row)
             for m in MODALITIES:
                 if getattr(it, m) is not None and i not in have.get(m, ()):
                     raw_batches[m].append(i)
         for m, idx in raw_batches.items():
             if idx:
-                enc = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx])
+                got: dict[str, np.ndarray] | None = {} if kept is not None else None
+                enc = self._encoders.codes_for(m, [getattr(items[i], m) for i in idx], got)
+                for kind, rows in (got or {}).items():
+                    part = keep_parts.setdefault(kind, ([], []))
+                    part[0].append(np.asarray(idx, dtype=np.int64))
+                    part[1].append(np.asarray(rows, dtype=np.float32))
                 col = extra.setdefault(m, ([], []))
                 col[0].extend(idx)
                 col[1].extend(np.asarray(enc, dtype=np.uint8).reshape(len(idx), -1))
@@ -179,6 +235,9 @@ class Collection:
                 )
             else:
                 columns[m] = (np.asarray(pos, dtype=np.int64), mat)
+        if kept is not None:
+            for kind, (pos_parts, row_parts) in keep_parts.items():
+                kept[kind] = (np.concatenate(pos_parts), np.concatenate(row_parts))
 
     # ------------------------------------------------------------------ search
     def query_code(

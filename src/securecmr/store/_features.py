@@ -111,7 +111,9 @@ class FeatureVault:
     def seal(self, bid: int, kv: int, seqs: np.ndarray, kinds: Mapping[str, Any]) -> bytes:
         return self._sealer(kv).seal(_pack(seqs, kinds), self._aad(bid, kv))
 
-    def open(self, bid: int, kv: int, blob: bytes) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    def open(
+        self, bid: int, kv: int, blob: bytes
+    ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         try:
             return _unpack(self._sealer(kv).open(bytes(blob), self._aad(bid, kv)))
         except (DecryptionError, ValueError, KeyError, json.JSONDecodeError):
@@ -142,7 +144,9 @@ class FeatureVault:
                 out.append((self.cid, bid, kv, self.seal(bid, kv, seqs[a:e], kinds)))
         return out
 
-    def erase(self, gone: np.ndarray, bids: np.ndarray, kv: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def erase(
+        self, gone: np.ndarray, bids: np.ndarray, kv: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """(UPDATE rows, DELETE rows) that drop the features of ``gone`` from blocks ``bids``."""
         updates, removals = [], []
         for bid, fkv, blob in self.fetch(np.unique(bids).tolist()):
@@ -179,10 +183,14 @@ class FeatureVault:
         return out
 
     # ------------------------------------------------------------------ reading
-    def blocks(self, conn: sqlite3.Connection | None = None) -> Iterator[tuple[int, np.ndarray, dict[str, Any]]]:
+    def blocks(
+        self, conn: sqlite3.Connection | None = None
+    ) -> Iterator[tuple[int, np.ndarray, dict[str, Any]]]:
         """Every feature block: (bid, seqs, {kind: (mask, rows float32)})."""
         c = conn or self.conn
-        for bid, kv, blob in c.execute("SELECT bid, kv, blob FROM features WHERE cid=? ORDER BY bid", (self.cid,)):
+        for bid, kv, blob in c.execute(
+            "SELECT bid, kv, blob FROM features WHERE cid=? ORDER BY bid", (self.cid,)
+        ):
             seqs, kinds = self.open(bid, kv, blob)
             yield bid, seqs, kinds
 

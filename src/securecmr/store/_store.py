@@ -277,9 +277,15 @@ class Store(AccessMixin, MonitorMixin):
         policy: str | None = None,
         *,
         exist_ok: bool = False,
+        keep_features: bool = False,
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
         without one the data-independent zero-shot hasher is used.
+
+        ``keep_features=True`` keeps the encoder features of every item it encodes, sealed and
+        erased with the item, so that :meth:`Collection.fit` can learn a hasher from the
+        collection's own items and re-code them in place (see the threat model: embeddings can be
+        partly inverted, so keeping them is opt-in).
 
         A collection of that name that exists is never replaced: CollectionExistsError, or with
         ``exist_ok=True`` the existing collection, unchanged."""
@@ -315,6 +321,8 @@ class Store(AccessMixin, MonitorMixin):
             "policy": None if policy is None else str(policy),
             "created": self._now(),
             "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
+            "keep_features": bool(keep_features),
+            "hasher_version": 1,
         }
         self._ring.add_collection(cid)
         self._ring.save(self.path, self._provider, fresh_kdf=False)
@@ -339,7 +347,7 @@ class Store(AccessMixin, MonitorMixin):
         erased += sorted(bytes(r[0]).hex() for r in pending)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("items", "blocks", "holds", "erased", "collections"):
+            for table in ("items", "blocks", "holds", "erased", "features", "recode", "collections"):
                 self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
             self._conn.execute("COMMIT")
         except BaseException:
@@ -370,6 +378,11 @@ class Store(AccessMixin, MonitorMixin):
         self._audit_op("collection.drop", collection=name, detail={"count": len(erased)})
         return receipt
 
+    def _write_config(self, cid: str, config: dict[str, Any]) -> None:
+        """Re-seal a collection's configuration (inside the caller's transaction, if any)."""
+        blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
+        self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
 
@@ -391,6 +404,12 @@ class Store(AccessMixin, MonitorMixin):
             ) from None
         if config.get("name") != name:
             raise IntegrityError(f"{DB_FILE}: collection rows were swapped")
+        engine, encoders = self._open_engine(cid, name, config)
+        coll = Collection(self, engine, encoders)
+        self._collections[name] = coll
+        return coll
+
+    def _open_engine(self, cid: str, name: str, config: dict[str, Any]) -> tuple[CollectionEngine, Encoders]:
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
@@ -408,9 +427,15 @@ class Store(AccessMixin, MonitorMixin):
         hz = config.get("hasher")
         bits = int(config["bits"])
         loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
-        coll = Collection(self, engine, Encoders(None, engine.bits, loader=loader))
-        self._collections[name] = coll
-        return coll
+        return engine, Encoders(None, engine.bits, loader=loader)
+
+    def _reload_collection(self, coll: Collection) -> None:
+        """Rebuild a collection's engine and hasher from the durable record (after a hasher switch);
+        searches already running finish on the engine they started with."""
+        row = self._conn.execute("SELECT config FROM collections WHERE cid=?", (coll._engine.cid,)).fetchone()
+        config = json.loads(self._config_sealer.open(row[0], self._config_aad(coll._engine.cid)))
+        engine, encoders = self._open_engine(coll._engine.cid, coll.name, config)
+        coll._engine, coll._encoders = engine, encoders
 
     def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
         if self._milvus is None:
