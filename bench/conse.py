@@ -10,6 +10,7 @@ classifier logits of EfficientNet-Lite0 and -Lite2 once (torch, one thread; cach
 
 * MedPix 2.0 (captions vs images, relevant = same body region; cosine MAP in both directions):
   settings are chosen on the ``train`` split and reported on ``test``;
+  among the settings that keep every everyday sample photo ranking its caption first (both ways);
 * the sample images with their captions (skimage / scikit-learn): paired recall@1 image -> caption.
 
 Per tower it also reports milliseconds per image (torch, batch 16) so that quality per millisecond
@@ -42,6 +43,7 @@ PROMPTS = {
 }
 TOPS = (1, 3, 5, 10, 20, 50, 1000)
 TEMPS = (0.5, 1.0, 2.0, 4.0)
+EVERYDAY = ["astronaut", "coffee", "chelsea", "rocket", "camera", "china", "flower", "page"]
 REGIONS: dict[str, int] = {}
 
 
@@ -173,10 +175,17 @@ def main() -> int:
                     sc["samples_r1"] = float(
                         np.mean((zs @ sample_text.T).argmax(axis=1) == np.arange(len(zs)))
                     )
+                    ev = [list(samples).index(e) for e in EVERYDAY]
+                    s_ev = zs[ev] @ sample_text[ev].T
+                    sc["everyday_ok"] = bool(
+                        (s_ev.argmax(axis=1) == np.arange(len(ev))).all()
+                        and (s_ev.argmax(axis=0) == np.arange(len(ev))).all()
+                    )
                     grid.append({"prompt": kind, "top": top, "temp": temp, **sc})
         before = next(g for g in grid if (g["prompt"], g["top"], g["temp"]) == ("photo", 10, 1.0))
-        # choose on MedPix train, break ties by the sample images
-        after = max(grid, key=lambda g: (round(g["train"], 3), g["samples_r1"]))
+        # choose on MedPix train among the settings where every everyday photo finds its caption
+        ok = [g for g in grid if g["everyday_ok"]] or grid  # (lite2: no setting keeps them all)
+        after = max(ok, key=lambda g: (round(g["train"], 4), g["samples_r1"]))
         results[tower] = {"ms_per_image": ms, "before": before, "after": after}
         for label, g in (("before", before), ("after", after)):
             print(
