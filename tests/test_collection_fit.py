@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _store_helpers import PASS, new_store
 
 import securecmr
 from securecmr.errors import ConfigurationError, InputError
 from securecmr.store import _learn
-
-from _store_helpers import PASS, new_store
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 384
@@ -34,7 +33,9 @@ def pairs(n: int, seed: int = 0, classes: int = 4) -> tuple[list[securecmr.Item]
     x = mi[y] + 1.5 * rng.normal(size=(n, DIM))
     out = [
         securecmr.Item(
-            f"case-{seed}-{i}", labels=(f"region-{y[i]}",), attrs={"region": f"r{y[i]}"},
+            f"case-{seed}-{i}",
+            labels=(f"region-{y[i]}",),
+            attrs={"region": f"r{y[i]}"},
             vectors={"text": t[i].astype(np.float32), "image": x[i].astype(np.float32)},
         )
         for i in range(n)
@@ -140,7 +141,7 @@ def test_kept_features_are_sealed_and_erased_with_the_item(tmp_path: Path) -> No
     coll = store.collection("cases")
     coll.delete([target.id])
     assert coll.kept_features() == {"text:384": 69, "image:384": 69}
-    seqs, mats = coll._engine.vault.gather(("image:384",))
+    _seqs, mats = coll._engine.vault.gather(("image:384",))
     assert not np.any(np.all(np.isclose(mats[0], target.vectors["image"], atol=1e-2), axis=1))
     receipt = store.compact()
     assert receipt["count"] == 1
@@ -189,10 +190,13 @@ def test_kill_during_recoding_loses_nothing_and_resumes(tmp_path: Path) -> None:
             if done == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
             return False
-        _learn._switch(coll, h, action="collection.switch", show_progress=False, detail={{}}, stop_after=crash)
+        _learn._switch(coll, h, action="collection.switch", show_progress=False, detail={{}},
+                       stop_after=crash)
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -9, proc.stderr
     store = securecmr.Store.open(tmp_path / "store", passphrase=PASS)
     coll = store.collection("cases")
@@ -212,3 +216,33 @@ def test_kill_during_recoding_loses_nothing_and_resumes(tmp_path: Path) -> None:
     assert class_precision(coll, items[1:], y[1:]) > 0.6
     assert _learn.resume_switch(coll) is None
     store.close()
+
+
+def test_cli_collection_fit(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from securecmr.cli.main import app
+
+    env = {"SECURECMR_PASSPHRASE": PASS}
+    st = str(tmp_path / "store")
+    runner = CliRunner()
+    assert runner.invoke(app, ["store", "init", st], env=env).exit_code == 0
+    res = runner.invoke(
+        app, ["collection", "create", st, "cases", "--bits", "32", "--keep-features"], env=env
+    )
+    assert res.exit_code == 0, res.output
+    with securecmr.Store.open(st, passphrase=PASS) as store:
+        store.collection("cases").add(pairs(160)[0])
+    res = runner.invoke(
+        app,
+        ["collection", "fit", st, "cases", "--method", "supervised", "--labels-from", "region", "--json"],
+        env=env,
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["switched"] and out["version"] == 2 and out["relevance"] == "same region"
+    assert out["new"]["map_t2i"] > out["current"]["map_t2i"]
+    res = runner.invoke(app, ["collection", "fit", st, "cases", "--holdout", "2"], env=env)
+    assert res.exit_code != 0 and "holdout" in res.output
