@@ -55,10 +55,11 @@ def test_the_cli_covers_the_operations() -> None:
         "store create", "store info",
         "collection create", "collection list", "collection info", "collection drop",
         "ingest", "search", "get", "delete", "hold", "release", "compact", "purge",
-        "keys rotate", "snapshot export", "snapshot import",
+        "keys rotate", "snapshot export", "snapshot import", "snapshot verify",
+        "roles list", "roles create",
         "users create", "users list", "users show", "users update", "users token", "users revoke",
         "audit verify", "audit export", "audit records",
-        "monitor fit", "monitor report", "monitor unblock",
+        "monitor fit", "monitor report", "monitor rules", "monitor unblock",
         "models export", "models verify",
     }  # fmt: skip
     assert expected <= names, expected - names
@@ -94,7 +95,7 @@ def test_bare_group_prints_its_help(group: tuple[str, ...]) -> None:
 _NEEDS_STORE = [
     p
     for p in LEAVES
-    if p[0] in {"store", "collection", "users", "audit", "keys"} and p != ("store", "create")
+    if p[0] in {"store", "collection", "users", "roles", "audit", "keys"} and p != ("store", "create")
 ]
 
 
@@ -107,6 +108,8 @@ def test_runtime_error_on_a_missing_store(path: tuple[str, ...], tmp_path: Path)
         args.append("name")
     if path == ("users", "create"):
         args += ["ana", "--role", "reader"]
+    if path == ("roles", "create"):
+        args += ["triage", "-p", "search"]
     if path == ("users", "update"):
         args += ["--role", "reader"]
     if path == ("collection", "drop"):

@@ -153,3 +153,57 @@ def test_search_usage_errors_are_in_cli_terms(store: str) -> None:
     assert "text=" not in res.stderr
     err = jcli("search", store, "nope", "words", code=1)["error"]
     assert "collection create" in err["message"] and "create_collection" not in err["message"]
+
+
+def test_manifest_reports_every_bad_line_and_stored_ids(store: str, tmp_path: Path) -> None:
+    m = tmp_path / "m.jsonl"
+    m.write_text(
+        '{"id": "a", "text": "t"}\nnot json\n{"id": "a", "text": "again"}\n{"text": "no id"}\n'
+        '{"id": "b", "image": "missing.png"}\n{"id": "c", "text": "fine"}\n'
+    )
+    err = jcli("ingest", store, "c", str(m), code=1)["error"]
+    assert err["type"] == "ManifestError" and "4 bad lines" in err["message"]
+    for part in ("line 2: not valid JSON", "line 3: the same id as line 1", "line 4:", "line 5: image file"):
+        assert part in err["message"]
+    jcli("collection", "create", store, "c")
+    with securecmr.Store.open(store, passphrase=PASS) as st:
+        st.collection("c").add([securecmr.Item("a", codes={"text": np.zeros(8, np.uint8)})])
+    m.write_text('{"id": "z", "text": "new"}\n{"id": "a", "text": "stored already"}\n')
+    err = jcli("ingest", store, "c", str(m), code=1)["error"]  # found before any model runs
+    assert err["type"] == "DuplicateItemError" and "lines 2" in err["message"] and "nothing" in err["message"]
+
+
+def test_collection_create_with_a_fitted_hasher(store: str, tmp_path: Path) -> None:
+    from securecmr import hashing
+
+    rng = np.random.default_rng(1)
+    h = hashing.create("cca", bits=32).fit(rng.normal(size=(80, 12)), rng.normal(size=(80, 10)))
+    path = h.save(tmp_path / "h.npz")
+    info = jcli("collection", "create", store, "c", "--bits", "32", "--hasher", str(path))
+    assert info["bits"] == 32
+    with securecmr.Store.open(store, passphrase=PASS) as st:
+        assert st.collection("c").hasher.bits == 32
+    err = jcli("collection", "create", store, "d", "--bits", "64", "--hasher", str(path), code=1)["error"]
+    assert "32-bit" in err["message"]
+    assert jcli("collection", "create", store, "e", "--hasher", str(tmp_path / "none.npz"), code=2)
+
+
+def test_roles(store: str) -> None:
+    names = [r["name"] for r in jcli("roles", "list", store)]
+    assert names == ["admin", "curator", "reader", "auditor"]
+    made = jcli(
+        "roles", "create", store, "triage", "-p", "search", "--max-k", "5", "--policy", "item.ward == 'a'"
+    )
+    assert made["permissions"] == ["search"] and made["max_k"] == 5
+    err = jcli("roles", "create", store, "triage", "-p", "search", code=1)["error"]
+    assert "--replace" in err["message"]
+    assert jcli("roles", "create", store, "triage", "-p", "search", "-p", "add", "--replace")[
+        "permissions"
+    ] == [
+        "add",
+        "search",
+    ]
+    assert jcli("roles", "create", store, "x", "-p", "fly", code=1)["error"]["type"] == "ConfigurationError"
+    token = jcli("users", "create", store, "tri", "--role", "triage")["token"]
+    with securecmr.Store.open(store, passphrase=PASS) as st:
+        assert st.session(token).role == "triage"

@@ -7,13 +7,13 @@ secret derived from the store keyring, driven by the store clock) and gains ``cr
 
 from __future__ import annotations
 
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 from ..audit import AuditLog
 from ..errors import UserNotFoundError
 from ._control import DEFAULT_TOKEN_TTL_HOURS, AccessControl
 from ._roles import Role
-from ._session import Session
+from ._session import Session, StorePort
 
 __all__ = ["AccessMixin"]
 
@@ -108,14 +108,23 @@ class AccessMixin:
         self._check_open()
         self._access.revoke_user(name)
 
+    def roles(self) -> list[dict[str, Any]]:
+        """Every role, built-in and custom: name, permissions, policy, max_k, privacy, builtin."""
+        from ._roles import BUILTIN_ROLES
+
+        self._check_open()
+        out = [{**r.to_dict(), "builtin": True} for r in BUILTIN_ROLES.values()]
+        out += [{**r.to_dict(), "builtin": False} for _, r in sorted(self._access.registry.roles.items())]
+        return out
+
     def add_role(self, role: Role) -> None:
-        """Register a custom :class:`~securecmr.access.Role`."""
+        """Register a custom :class:`~securecmr.access.Role` (one of that name is replaced)."""
         self._access.add_role(role)
 
     def session(self, token: str) -> Session:
         """The session of the token's user; AuthenticationError if forged, expired or revoked."""
         self._check_open()
-        return Session(self, self._access, self._access.authenticate(token))
+        return Session(cast(StorePort, self), self._access, self._access.authenticate(token))
 
     @property
     def audit(self) -> AuditLog:

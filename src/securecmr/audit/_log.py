@@ -379,6 +379,14 @@ class AuditLog:
                 self._write_checkpoint()
             return rec
 
+    def sync(self) -> None:
+        """Make every record appended so far durable (flush and fsync the log): a write is
+        acknowledged only after its record has been synced."""
+        with self._lock:
+            if self._fh is not None and not self._fh.closed:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+
     def _write_checkpoint(
         self, kind: str = "periodic", n: int | None = None, head: str | None = None
     ) -> None:

@@ -142,6 +142,8 @@ _REWORD: list[tuple[str, str]] = [
     (r"store\.monitor\.fit\(\)", "'securecmr monitor fit'"),
     (r"change it with update_user", "change it with 'securecmr users update'"),
     (r"exist_ok=True", "--exist-ok"),
+    (r"; close it, open with readonly=True, or pass timeout= to wait", "; retry when it is done"),
+    (r"open it for writing to change it", "this command needs write access"),
     (r"\bttl_hours\b", "--ttl-hours"),
     (r"\bbits must\b", "--bits must"),
     (r"\bk must\b", "-k must"),

@@ -31,7 +31,7 @@ from .._version import __version__
 __all__ = ["app", "main"]
 
 # Modules under securecmr.cli that register commands on the root app.
-_GROUPS: list[str] = ["audit", "demo", "eval", "models", "monitor", "store", "users"]
+_GROUPS: list[str] = ["audit", "bundle", "demo", "eval", "models", "monitor", "serve", "store", "users"]
 
 
 def _fail(as_json: bool, code: int, kind: str, message: str, hint: str | None) -> int:

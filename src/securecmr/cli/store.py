@@ -2,7 +2,7 @@
 
 ``store create|info``, ``collection create|list|info|drop``, ``ingest``, ``search``, ``get``,
 ``delete``, ``hold``, ``release``, ``compact``, ``purge``, ``keys rotate``,
-``snapshot export|import|inspect``.
+``snapshot export|import|verify``.
 
 The passphrase comes from SECURECMR_PASSPHRASE or a prompt, never from the command line. With
 SECURECMR_TOKEN set, item commands act as that user (checked and audited); without it, as the
@@ -453,7 +453,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         from ..errors import DuplicateItemError
-        from ..store._types import Item
+        from ..store import Item
 
         batch_size = 256 if batch_size is None else batch_size
         lines = _manifest_lines(manifest)
@@ -680,7 +680,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the snapshot.")],
         as_json: JSON = False,
     ) -> None:
-        """Write a sealed snapshot of the store (Store.export_snapshot)."""
+        """Write a sealed snapshot of the whole store: data, users and token hashes, audit log,
+        monitor (Store.export_snapshot)."""
         with open_store(store) as s:
             s.export_snapshot(out)
         emit(as_json, {"snapshot": str(out), "bytes": out.stat().st_size}, f"snapshot written to {out}")
@@ -693,13 +694,35 @@ def register(app: typer.Typer) -> None:
         store: STORE,
         as_json: JSON = False,
     ) -> None:
-        """Restore a snapshot into a new, empty store directory (Store.import_snapshot)."""
+        """Restore a snapshot into a new, empty store directory (Store.import_snapshot); the
+        snapshot is verified before anything is written."""
         import securecmr
 
         with securecmr.Store.import_snapshot(snapshot, store, passphrase=passphrase()) as s:
             n = len(s.collections())
         emit(
             as_json, {"store": str(store), "collections": n}, f"restored {store} ({plural(n, 'collection')})"
+        )
+
+    @snap_app.command("verify")
+    def snap_verify(
+        snapshot: Annotated[
+            Path, typer.Argument(metavar="FILE", help="The snapshot file.", exists=True, dir_okay=False)
+        ],
+        as_json: JSON = False,
+    ) -> None:
+        """Check a snapshot (every byte authenticated) without restoring it (Store.verify_snapshot)."""
+        import securecmr
+
+        info = securecmr.Store.verify_snapshot(snapshot, passphrase=passphrase())
+        info["created"] = iso(info["created"])
+        emit(
+            as_json,
+            info,
+            f"OK: snapshot of store {info['store_id']} taken {info['created'] or 'at an unknown time'}: "
+            f"{plural(len(info['files']), 'file')}, users {'yes' if info['users'] else 'no'}, audit log "
+            f"{'yes' if info['audit'] else 'no'}, monitor "
+            + ("fitted" if info["monitor_fitted"] else "not fitted"),
         )
 
     app.add_typer(store_app, name="store")

@@ -173,5 +173,62 @@ def revoke_cmd(store: STORE, name: NAME, as_json: JSON = False) -> None:
     emit(as_json, {"user": name, "revoked": True}, f"revoked {name}")
 
 
+roles_app = group("List and define roles (custom roles add permissions, a policy, a k cap).")
+
+
+@roles_app.command("list")
+def roles_list(store: STORE, as_json: JSON = False) -> None:
+    """List the built-in and custom roles (Store.roles)."""
+    with _open(store) as st:
+        recs = st.roles()
+    emit(
+        as_json,
+        recs,
+        lambda: table(
+            ["name", "permissions", "policy", "max k", "builtin"],
+            [
+                [r["name"], ",".join(r["permissions"]), r["policy"] or "", r["max_k"] or "",
+                 "yes" if r["builtin"] else ""]
+                for r in recs
+            ],
+        ),
+    )  # fmt: skip
+
+
+@roles_app.command("create")
+def roles_create(
+    store: STORE,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The role's name.")],
+    permission: Annotated[
+        list[str],
+        typer.Option(
+            "--permission", "-p", help="search, add, delete, manage, read_audit or export (repeatable)."
+        ),
+    ],
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Record-level policy every holder is bound by.")
+    ] = None,
+    max_k: Annotated[int | None, typer.Option("--max-k", help="Most hits per search.", min=1)] = None,
+    round_to: Annotated[float, typer.Option("--round-to", help="Round scores down to this step.")] = 0.0,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a custom role of that name.")] = False,
+    as_json: JSON = False,
+) -> None:
+    """Define a custom role (Store.add_role); an existing name is an error unless --replace."""
+    from ..access import Role
+    from ..errors import ConfigurationError
+
+    role = Role.create(name, permission, policy=policy, max_k=max_k, round_to=round_to)
+    with _open(store) as st:
+        if not replace and any(r["name"] == name for r in st.roles()):
+            raise ConfigurationError(f"a role named {name!r} exists; pass --replace to redefine it")
+        st.add_role(role)
+    emit(
+        as_json,
+        role.to_dict(),
+        f"defined role {name}: {', '.join(sorted(p.value for p in role.permissions))}",
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
+    app.add_typer(roles_app, name="roles")

@@ -99,7 +99,8 @@ class FitReport:
 # ---------------------------------------------------------------------------------------- fit
 def _labels(coll: Collection, seqs: np.ndarray, labels_from: str | None) -> tuple[np.ndarray, list[str]]:
     """Class ids (-1 = none) per item from its first label, or from attribute ``labels_from``."""
-    metas = coll._engine.metas(seqs.tolist())
+    with coll._ops.lock.read():
+        metas = coll._engine.metas(seqs.tolist())
     vocab: dict[str, int] = {}
     out = np.full(seqs.size, -1, dtype=np.int64)
     for i, s in enumerate(seqs.tolist()):
@@ -159,7 +160,8 @@ def fit_collection(
         )
     if not 0.0 < float(holdout) < 1.0:
         raise ConfigurationError("holdout must be a fraction between 0 and 1")
-    counts = engine.vault.count()
+    with coll._ops.lock.read():
+        counts = engine.vault.count()
     cur = coll._encoders.hasher
     text_kind = f"text:{int(cur.text_dim_)}"
     cur_image = _image_kind(counts, int(cur.image_dim_))
@@ -170,7 +172,8 @@ def fit_collection(
             "(create it with keep_features=True, or turn keep_features on and re-add the items)"
         )
     kinds = tuple(dict.fromkeys((text_kind, new_image, cur_image)))
-    seqs, mats = engine.vault.gather(kinds)
+    with coll._ops.lock.read():
+        seqs, mats = engine.vault.gather(kinds)
     feats = dict(zip(kinds, mats, strict=True))
     n = seqs.size
     n_held = max(round(n * float(holdout)), 2)
@@ -275,9 +278,10 @@ def switch_back(coll: Collection, *, show_progress: bool | None = None) -> dict[
 def resume_switch(coll: Collection, *, show_progress: bool | None = None) -> dict[str, Any] | None:
     """Finish a switch that a crash interrupted while staging (None when nothing is staged)."""
     engine = coll._engine
-    row = engine.conn.execute(
-        "SELECT core FROM recode WHERE cid=? AND bid=?", (engine.cid, _CANDIDATE_BID)
-    ).fetchone()
+    with coll._ops.lock.read():
+        row = engine.conn.execute(
+            "SELECT core FROM recode WHERE cid=? AND bid=?", (engine.cid, _CANDIDATE_BID)
+        ).fetchone()
     if row is None:
         return None
     blob = engine.vault._sealer(engine.keys.current).open(bytes(row[0]), _candidate_aad(engine))
@@ -372,84 +376,98 @@ def _switch(
     stop_after: Callable[[int], bool] | None = None,
 ) -> tuple[int, float]:
     """Stage the new codes (resumably), then switch in one transaction. Returns (items, seconds)."""
-    store, engine = coll._store, coll._engine
+    store, engine, lock = coll._store, coll._engine, coll._ops.lock
     conn, cid = engine.conn, engine.cid
     blob = hasher_to_bytes(hasher)
     digest = hashlib.sha256(blob).digest()
     recoder = _Recoder(engine, hasher)
     t0 = time.perf_counter()
-    cand = conn.execute("SELECT digest FROM recode WHERE cid=? AND bid=?", (cid, _CANDIDATE_BID)).fetchone()
-    if cand is None or bytes(cand[0]) != digest:  # another candidate was staged: start over
-        sealed = engine.vault._sealer(engine.keys.current).seal(blob, _candidate_aad(engine))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("DELETE FROM recode WHERE cid=?", (cid,))
-            conn.execute("INSERT INTO recode VALUES (?,?,?,?)", (cid, _CANDIDATE_BID, digest, sealed))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    staged = {
-        int(b): bytes(d)
-        for b, d in conn.execute("SELECT bid, digest FROM recode WHERE cid=? AND bid>=0", (cid,))
-    }
-    blocks = conn.execute(
-        "SELECT bid, span, n, kv, expires, core FROM blocks WHERE cid=? ORDER BY bid", (cid,)
-    ).fetchall()
+    with lock.write():
+        cand = conn.execute(
+            "SELECT digest FROM recode WHERE cid=? AND bid=?", (cid, _CANDIDATE_BID)
+        ).fetchone()
+        if cand is None or bytes(cand[0]) != digest:  # another candidate was staged: start over
+            sealed = engine.vault._sealer(engine.keys.current).seal(blob, _candidate_aad(engine))
+            _transaction(
+                conn,
+                [
+                    ("DELETE FROM recode WHERE cid=?", [(cid,)]),
+                    ("INSERT INTO recode VALUES (?,?,?,?)", [(cid, _CANDIDATE_BID, digest, sealed)]),
+                ],
+            )
+        staged = {
+            int(b): bytes(d)
+            for b, d in conn.execute("SELECT bid, digest FROM recode WHERE cid=? AND bid>=0", (cid,))
+        }
+        blocks = conn.execute(
+            "SELECT bid, span, n, kv, expires, core FROM blocks WHERE cid=? ORDER BY bid", (cid,)
+        ).fetchall()
     todo = [r for r in blocks if staged.get(int(r[0])) != hashlib.sha256(bytes(r[5])).digest()]
     chunks = [todo[i : i + _STAGE_BLOCKS] for i in range(0, len(todo), _STAGE_BLOCKS)]
     bar = progress(chunks, total=len(chunks), description="re-coding", show=show_progress, min_total=8)
     for done_chunks, chunk in enumerate(bar, start=1):
-        rows = recoder.recode(chunk)
+        with lock.read():  # searches go on; a block changed meanwhile is redone at the switch
+            rows = recoder.recode(chunk)
+        with lock.write():
+            _transaction(
+                conn,
+                [("INSERT OR REPLACE INTO recode VALUES (?,?,?,?)", [(cid, b, d, c) for b, d, c in rows])],
+            )
+        if stop_after is not None and stop_after(done_chunks):  # tests: a crash point
+            return 0, 0.0
+    # the switch: one transaction, under the write lock
+    with lock.write():
+        config = dict(engine.config)
+        version = int(config.get("hasher_version", 1)) + 1
+        items = len(engine)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT OR REPLACE INTO recode VALUES (?,?,?,?)", [(cid, b, d, c) for b, d, c in rows]
+            staged_cores = {
+                int(b): (bytes(d), bytes(c))
+                for b, d, c in conn.execute(
+                    "SELECT bid, digest, core FROM recode WHERE cid=? AND bid>=0", (cid,)
+                )
+            }
+            current = conn.execute(
+                "SELECT bid, span, n, kv, expires, core FROM blocks WHERE cid=? ORDER BY bid", (cid,)
+            ).fetchall()
+            late = [
+                r
+                for r in current
+                if staged_cores.get(int(r[0]), (b"",))[0] != hashlib.sha256(bytes(r[5])).digest()
+            ]
+            fresh = {b: c for b, _d, c in recoder.recode(late)} if late else {}
+            updates = [
+                (fresh[int(r[0])] if int(r[0]) in fresh else staged_cores[int(r[0])][1], cid, int(r[0]))
+                for r in current
+            ]
+            conn.executemany("UPDATE blocks SET core=? WHERE cid=? AND bid=?", updates)
+            new_config = dict(config)
+            new_config["previous_hasher"] = config.get("hasher")
+            new_config["previous_version"] = int(config.get("hasher_version", 1))
+            new_config["hasher"] = base64.b64encode(blob).decode()
+            new_config["hasher_version"] = version
+            store._write_config(cid, new_config)
+            conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (cid,))
+            conn.execute("DELETE FROM recode WHERE cid=?", (cid,))
+            # audited inside the transaction: no switch without its record
+            store._audit_op(
+                action, collection=coll.name, detail={**detail, "version": version, "items": items}
             )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if stop_after is not None and stop_after(done_chunks):  # tests: a crash point
-            return 0, 0.0
-    # the switch: one transaction
-    config = dict(engine.config)
+        store._reload_collection(coll)
+    return items, time.perf_counter() - t0
+
+
+def _transaction(conn: Any, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        staged_cores = {
-            int(b): (bytes(d), bytes(c))
-            for b, d, c in conn.execute("SELECT bid, digest, core FROM recode WHERE cid=? AND bid>=0", (cid,))
-        }
-        current = conn.execute(
-            "SELECT bid, span, n, kv, expires, core FROM blocks WHERE cid=? ORDER BY bid", (cid,)
-        ).fetchall()
-        late = [
-            r
-            for r in current
-            if staged_cores.get(int(r[0]), (b"",))[0] != hashlib.sha256(bytes(r[5])).digest()
-        ]
-        fresh = {b: c for b, _d, c in recoder.recode(late)} if late else {}
-        updates = [
-            (fresh[int(r[0])] if int(r[0]) in fresh else staged_cores[int(r[0])][1], cid, int(r[0]))
-            for r in current
-        ]
-        conn.executemany("UPDATE blocks SET core=? WHERE cid=? AND bid=?", updates)
-        new_config = dict(config)
-        new_config["previous_hasher"] = config.get("hasher")
-        new_config["previous_version"] = int(config.get("hasher_version", 1))
-        new_config["hasher"] = base64.b64encode(blob).decode()
-        new_config["hasher_version"] = int(config.get("hasher_version", 1)) + 1
-        store._write_config(cid, new_config)
-        conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (cid,))
-        conn.execute("DELETE FROM recode WHERE cid=?", (cid,))
+        for sql, rows in statements:
+            conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    items = len(engine)
-    store._reload_collection(coll)
-    secs = time.perf_counter() - t0
-    store._audit_op(
-        action, collection=coll.name, detail={**detail, "version": coll.hasher_version, "items": items}
-    )
-    return items, secs

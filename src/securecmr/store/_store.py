@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..access import AccessControl, AccessMixin
-from ..access._control import OPERATOR
+from .._validate import check_policy_source, check_ttl_hours
+from ..access import OPERATOR, AccessControl, AccessMixin, AttributeTable, Gate, Principal, compile_policy
 from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -29,8 +30,7 @@ from ..errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from ..index import BACKENDS, MilvusConnection
-from ..index._milvus import INDEX_TYPES, milvus_names
+from ..index import BACKENDS, INDEX_TYPES, MilvusConnection, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
@@ -41,12 +41,14 @@ from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
 from ._engine import CollectionEngine
 from ._lock import WriterLock
+from ._ops import CollectionOps
+from ._rwlock import RWLock
+from ._snapshot import pack, store_files, unpack
 
 __all__ = ["PROTECTION_MODES", "Store"]
 
 PROTECTION_MODES = ("none", "salted", "encrypted", "salted+encrypted")
 _MARKER = "SECURECMR_STORE"
-_SNAP_MAGIC = b"SCMRSNAP1\n"
 
 
 class Store(AccessMixin, MonitorMixin):
@@ -72,6 +74,8 @@ class Store(AccessMixin, MonitorMixin):
         self._backend = backend
         self._milvus = milvus
         self._collections: dict[str, Collection] = {}
+        self._collections_lock = threading.Lock()
+        self._rw = RWLock()  # searches share it, writes hold it alone: one consistent version per call
         self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
         self._access = AccessControl(path / "access", hkdf(ring.secret, "securecmr/access"), clock=clock)
@@ -82,6 +86,8 @@ class Store(AccessMixin, MonitorMixin):
             clock=clock,
             audit=self._access.audit,
         )
+        self._gate = Gate(self._access, self._monitor)
+        self._operator = Principal(OPERATOR)
 
     def __repr__(self) -> str:
         if self._closed:
@@ -242,8 +248,9 @@ class Store(AccessMixin, MonitorMixin):
     def _save_segments(self) -> None:
         """Write the sealed index segments of changed collections (a cache: the SQLite rows are the
         durable record, and a missing, stale or damaged segment is rebuilt from them on open)."""
-        for coll in self._collections.values():
-            coll._engine.save_segment()
+        with self._rw.write():
+            for coll in list(self._collections.values()):
+                coll._ops.engine.save_segment()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -258,8 +265,10 @@ class Store(AccessMixin, MonitorMixin):
         return float(self._clock())
 
     def _audit_op(self, action: str, **kw: Any) -> None:
-        """Record an action of the store operator (the passphrase holder) in the audit log."""
+        """Record an action of the store operator (the passphrase holder) in the audit log, durably
+        (the operator's store-level writes call this before they return)."""
         self._access.audit.append(action, principal=OPERATOR, **kw)
+        self._access.audit.sync()
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
@@ -292,26 +301,43 @@ class Store(AccessMixin, MonitorMixin):
         self._check_writable()
         if exist_ok and isinstance(name, str) and name in self.collections():
             return self.collection(name)
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise ConfigurationError("a collection name must be a non-empty string of at most 200 characters")
+        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+            raise ConfigurationError(
+                "a collection name must be a non-empty string of at most 200 characters "
+                "without control characters"
+            )
         if protection not in PROTECTION_MODES:
             raise ConfigurationError(f"unknown protection {protection!r}; choose one of {PROTECTION_MODES}")
-        if not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
             raise ConfigurationError("bits must be a positive multiple of 8 (at most 2040)")
-        if ttl_hours is not None and float(ttl_hours) <= 0:
-            raise ConfigurationError("ttl_hours must be positive (or None for no expiry)")
+        ttl_hours = check_ttl_hours(ttl_hours, allow_none=True)
         if hasher is not None and int(hasher.bits) != bits:
             raise ConfigurationError(
                 f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits"
             )
+        if policy is not None:
+            policy = check_policy_source(policy)
+            compile_policy(policy)
+        with self._rw.write():
+            return self._create_collection(
+                name, bits, protection, hasher, ttl_hours, policy, keep_features=bool(keep_features)
+            )
+
+    def _create_collection(
+        self,
+        name: str,
+        bits: int,
+        protection: str,
+        hasher: Any,
+        ttl_hours: float | None,
+        policy: str | None,
+        *,
+        keep_features: bool = False,
+    ) -> Collection:
         if name in self.collections():
             raise CollectionExistsError(
                 f"a collection named {name!r} already exists; pass exist_ok=True to use it as it is"
             )
-        if policy is not None:
-            from ..access import compile_policy
-
-            compile_policy(str(policy))
         cid = uuid.uuid4().hex
         config = {
             "name": name,
@@ -321,7 +347,7 @@ class Store(AccessMixin, MonitorMixin):
             "policy": None if policy is None else str(policy),
             "created": self._now(),
             "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
-            "keep_features": bool(keep_features),
+            "keep_features": keep_features,
             "hasher_version": 1,
         }
         self._ring.add_collection(cid)
@@ -334,9 +360,13 @@ class Store(AccessMixin, MonitorMixin):
         """Delete a collection with all its items and crypto-shred its data keys; returns a signed
         erasure receipt (like :meth:`compact`'s) naming the id HMACs erased. Audited as
         ``collection.drop``. Items under legal hold refuse the drop (LegalHoldError)."""
+        self._check_writable()
+        with self._rw.write():
+            return self._drop_collection(name, by)
+
+    def _drop_collection(self, name: str, by: str | None) -> dict[str, Any]:
         from ..errors import LegalHoldError
 
-        self._check_writable()
         coll = self.collection(name)
         eng = coll._engine
         cid = eng.cid
@@ -383,6 +413,12 @@ class Store(AccessMixin, MonitorMixin):
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
         self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
 
+    def _reload_collection(self, coll: Collection) -> None:
+        """Rebuild a collection's engine and hasher from the durable record after a hasher switch
+        (call with the write lock held): the collection's ops get the new engine and encoders."""
+        fresh = self._open_collection(coll.name)
+        coll._ops.engine, coll._ops.encoders = fresh._ops.engine, fresh._ops.encoders
+
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
 
@@ -392,6 +428,14 @@ class Store(AccessMixin, MonitorMixin):
         coll = self._collections.get(name)
         if coll is not None:
             return coll
+        with self._collections_lock:  # threads opening one collection get one engine
+            coll = self._collections.get(name)
+            if coll is None:
+                coll = self._open_collection(name)
+                self._collections[name] = coll
+            return coll
+
+    def _open_collection(self, name: str) -> Collection:
         row = self._conn.execute("SELECT cid, config FROM collections WHERE name=?", (name,)).fetchone()
         if row is None:
             raise CollectionNotFoundError(f"no collection named {name!r}; create it with create_collection")
@@ -404,12 +448,6 @@ class Store(AccessMixin, MonitorMixin):
             ) from None
         if config.get("name") != name:
             raise IntegrityError(f"{DB_FILE}: collection rows were swapped")
-        engine, encoders = self._open_engine(cid, name, config)
-        coll = Collection(self, engine, encoders)
-        self._collections[name] = coll
-        return coll
-
-    def _open_engine(self, cid: str, name: str, config: dict[str, Any]) -> tuple[CollectionEngine, Encoders]:
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
@@ -423,19 +461,20 @@ class Store(AccessMixin, MonitorMixin):
             backend=self._backend,
             directory=self.path,
             index_options=self._index_options(name, int(config["bits"])),
+            attributes=AttributeTable,
         )
         hz = config.get("hasher")
         bits = int(config["bits"])
         loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
-        return engine, Encoders(None, engine.bits, loader=loader)
-
-    def _reload_collection(self, coll: Collection) -> None:
-        """Rebuild a collection's engine and hasher from the durable record (after a hasher switch);
-        searches already running finish on the engine they started with."""
-        row = self._conn.execute("SELECT config FROM collections WHERE cid=?", (coll._engine.cid,)).fetchone()
-        config = json.loads(self._config_sealer.open(row[0], self._config_aad(coll._engine.cid)))
-        engine, encoders = self._open_engine(coll._engine.cid, coll.name, config)
-        coll._engine, coll._encoders = engine, encoders
+        ops = CollectionOps(
+            engine,
+            Encoders(None, engine.bits, loader=loader),
+            self._rw,
+            now=self._now,
+            check_writable=self._check_writable,
+            purge=self._purge_collection,
+        )
+        return Collection(self._gate, ops, self._operator, self)
 
     def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
         if self._milvus is None:
@@ -451,8 +490,18 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ retention and erasure
     def _purge_collection(self, engine: CollectionEngine, now: float) -> int:
+        """Delete a collection's expired items (the caller holds the write lock); the operator's
+        ``purge`` record is made durable inside the transaction."""
         seqs = engine.expired(now)
-        return engine.delete_seqs(seqs, now=now, by="ttl") if seqs else 0
+        if not seqs:
+            return 0
+        record = {"count": len(seqs), "ttl": True}
+        return engine.delete_seqs(
+            seqs,
+            now=now,
+            by="ttl",
+            before_commit=lambda: self._audit_op("purge", collection=engine.name, detail=record),
+        )
 
     def purge(self) -> int:
         """Delete every item past its collection's TTL and not under legal hold; returns the count.
@@ -465,17 +514,22 @@ class Store(AccessMixin, MonitorMixin):
         self._check_writable()
         now = self._now()
         total = 0
-        for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
-            if has_expired(self._conn, cid, now):
-                total += self._purge_collection(self.collection(name)._engine, now)
-        if total or not on_open:
-            self._audit_op("purge", detail={"count": total})
+        with self._rw.write():
+            for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
+                if has_expired(self._conn, cid, now):
+                    total += self._purge_collection(self.collection(name)._ops.engine, now)
+            if not total and not on_open:  # each collection's purge recorded itself
+                self._audit_op("purge", detail={"count": 0})
         return total
 
     def compact(self, *, by: str | None = None) -> dict[str, Any]:
         """Scrub deleted rows from the files (VACUUM, WAL truncated) and return a signed erasure
         receipt listing the id HMACs erased since the last compaction."""
         self._check_writable()
+        with self._rw.write():
+            return self._compact(by)
+
+    def _compact(self, by: str | None) -> dict[str, Any]:
         rows = self._conn.execute(
             "SELECT c.name, e.id_hmac, e.at, e.by FROM erased e LEFT JOIN collections c ON e.cid=c.cid"
         ).fetchall()
@@ -486,10 +540,8 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._save_segments()
-        for coll in self._collections.values():  # ask Milvus to drop deleted rows from its segments
-            compact_index = getattr(coll._engine.index, "compact", None)
-            if compact_index is not None:
-                compact_index()
+        for coll in list(self._collections.values()):  # ask Milvus to drop deleted rows from its segments
+            coll._ops.engine.index.compact()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
@@ -531,8 +583,9 @@ class Store(AccessMixin, MonitorMixin):
         self._provider = provider
         if reencrypt:
             for name in self.collections():
-                eng = self.collection(name)._engine
-                eng.reseal(eng.keys.current)
+                eng = self.collection(name)._ops.engine
+                with self._rw.write():
+                    eng.reseal(eng.keys.current)
             self._ring.drop_old_data_keys()
             self._ring.save(self.path, provider, fresh_kdf=False)
             self._conn.execute("VACUUM")
@@ -541,8 +594,15 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
-        """Write an encrypted snapshot (keyring + sealed database) to ``path``."""
+        """Write a sealed snapshot of the whole store to ``path``: the database, the users and token
+        hashes, the audit log with its checkpoints, and the monitor's query log, fitted detector and
+        guard state, plus the (passphrase-protected) keyring. See :mod:`securecmr.store._snapshot`.
+        The export is itself audited, inside the snapshot."""
         self._check_open()
+        self._audit_op("export.snapshot")
+        audit = self._access.audit
+        audit.checkpoint()
+        self._monitor.flush()
         self._conn.execute("PRAGMA wal_checkpoint(FULL)")
         dest = Path(path)
         tmpdb = dest.with_name(dest.name + ".db.tmp")
@@ -550,16 +610,35 @@ class Store(AccessMixin, MonitorMixin):
             tmpdb.unlink()
         self._conn.execute("VACUUM INTO ?", (str(tmpdb),))
         try:
-            db = tmpdb.read_bytes()
+            files = {"store.db": tmpdb.read_bytes()}
         finally:
             tmpdb.unlink()
+        with audit._lock:  # no record lands half-copied
+            files.update((name, p.read_bytes()) for name, p in store_files(self.path))
         ring = (self.path / KEYRING_FILE).read_bytes()
-        sealed = Sealer(hkdf(self._ring.secret, "securecmr/snapshot")).seal(
-            db, f"securecmr/snapshot|{self.store_id}".encode()
-        )
-        header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
-        atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
-        self._audit_op("export.snapshot")
+        atomic_write(dest, pack(self._ring.secret, self.store_id, self._now(), ring, files))
+
+    @staticmethod
+    def verify_snapshot(
+        snapshot: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+    ) -> dict[str, Any]:
+        """Check a snapshot without restoring it (IntegrityError if any byte was changed,
+        DecryptionError for a wrong passphrase); returns what it holds."""
+        provider = provider_for(passphrase, key_provider)
+        snap = unpack(Path(snapshot).read_bytes(), provider, Path(snapshot).name)
+        return {
+            "format": snap.format,
+            "store_id": snap.store_id,
+            "created": snap.created,
+            "files": sorted(snap.files),
+            "bytes": sum(len(b) for b in snap.files.values()),
+            "users": "access/users.sealed" in snap.files,
+            "audit": any(n.startswith("access/audit/") for n in snap.files),
+            "monitor_fitted": "monitor/detector.npz" in snap.files,
+        }
 
     @classmethod
     def import_snapshot(
@@ -571,32 +650,46 @@ class Store(AccessMixin, MonitorMixin):
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
     ) -> Store:
-        """Restore a snapshot into a new store directory ``path`` and open it."""
+        """Restore a snapshot into a new store directory ``path`` and open it.
+
+        The whole snapshot is authenticated and decrypted in memory first: a damaged or altered
+        file raises IntegrityError and nothing is written. Users and tokens work as before, the
+        audit log carries the full history (verified) plus a ``restore`` record, and the monitor
+        is fitted as it was. A failed restore leaves nothing behind."""
         provider = provider_for(passphrase, key_provider)
         data = Path(snapshot).read_bytes()
-        if not data.startswith(_SNAP_MAGIC):
-            raise IntegrityError(f"{Path(snapshot).name}: not a securecmr snapshot")
-        off = len(_SNAP_MAGIC)
-        hlen = int.from_bytes(data[off : off + 4], "big")
-        header = json.loads(data[off + 4 : off + 4 + hlen])
-        ring_bytes = data[off + 4 + hlen : off + 4 + hlen + int(header["keyring"])]
-        sealed = data[off + 4 + hlen + int(header["keyring"]) :]
+        snap = unpack(data, provider, Path(snapshot).name)
         root = Path(path)
-        if root.exists() and any(root.iterdir()):
+        if (root / _MARKER).exists() or (root.exists() and any(root.iterdir())):
             raise StoreExistsError(f"{root} is not empty; import into a new directory")
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write(root / KEYRING_FILE, ring_bytes)
-        ring = Keyring.load(root, provider)
+        made = not root.exists()
         try:
-            db = Sealer(hkdf(ring.secret, "securecmr/snapshot")).open(
-                sealed, f"securecmr/snapshot|{ring.store_id}".encode()
-            )
-        except Exception:
-            (root / KEYRING_FILE).unlink()
-            raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
-        atomic_write(root / DB_FILE, db)
-        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        return cls.open(root, key_provider=provider, clock=clock)
+            root.mkdir(parents=True, exist_ok=True)
+            for name, blob in snap.files.items():
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(dest, blob)
+            atomic_write(root / KEYRING_FILE, snap.keyring)
+            atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": snap.store_id}).encode())
+            store = cls.open(root, key_provider=provider, clock=clock)
+            try:
+                report = store.audit.verify() if snap.format >= 2 else None
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            _remove_tree(root, keep_root=not made)
+            raise
+        store._audit_op(
+            "restore",
+            detail={
+                "snapshot": hashlib.sha256(data).hexdigest()[:16],
+                "format": snap.format,
+                "created": snap.created,
+                "records": None if report is None else report.records,
+            },
+        )
+        return store
 
 
 MILVUS_LITE_FILE = "milvus.db"
