@@ -37,7 +37,7 @@ from .._progress import progress
 from ..errors import ConfigurationError, InputError
 from ._blocks import pack_core
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
-from ._types import MODALITIES
+from .._types import MODALITIES
 
 if TYPE_CHECKING:
     from ._collection import Collection
