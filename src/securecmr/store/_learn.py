@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._progress import progress
+from .._types import MODALITIES
 from ..errors import ConfigurationError, InputError
 from ._blocks import pack_core
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
-from .._types import MODALITIES
 
 if TYPE_CHECKING:
     from ._collection import Collection
