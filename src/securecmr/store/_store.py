@@ -92,7 +92,7 @@ class Store(AccessMixin, MonitorMixin):
     def __repr__(self) -> str:
         if self._closed:
             return f"Store({str(self.path)!r}, closed)"
-        return f"Store({str(self.path)!r}, collections={len(self.collections())})"
+        return f"Store({str(self.path)!r}, collections={len(self._collection_names())})"
 
     def __enter__(self) -> Store:
         return self
@@ -272,7 +272,13 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
-        """The names of the store's collections, sorted."""
+        """The names of the store's collections, sorted (audited as ``collection.list``)."""
+        names = self._collection_names()
+        self._audit_op("collection.list", detail={"count": len(names)})
+        return names
+
+    def _collection_names(self) -> list[str]:
+        """:meth:`collections` without an audit record (internal checks, sessions, repr)."""
         self._check_open()
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
@@ -299,7 +305,7 @@ class Store(AccessMixin, MonitorMixin):
         A collection of that name that exists is never replaced: CollectionExistsError, or with
         ``exist_ok=True`` the existing collection, unchanged."""
         self._check_writable()
-        if exist_ok and isinstance(name, str) and name in self.collections():
+        if exist_ok and isinstance(name, str) and name in self._collection_names():
             return self.collection(name)
         if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
             raise ConfigurationError(
@@ -334,7 +340,7 @@ class Store(AccessMixin, MonitorMixin):
         *,
         keep_features: bool = False,
     ) -> Collection:
-        if name in self.collections():
+        if name in self._collection_names():
             raise CollectionExistsError(
                 f"a collection named {name!r} already exists; pass exist_ok=True to use it as it is"
             )
@@ -473,6 +479,7 @@ class Store(AccessMixin, MonitorMixin):
             now=self._now,
             check_writable=self._check_writable,
             purge=self._purge_collection,
+            check_open=self._check_open,
         )
         return Collection(self._gate, ops, self._operator, self)
 
@@ -582,7 +589,7 @@ class Store(AccessMixin, MonitorMixin):
         self._ring.save(self.path, provider)
         self._provider = provider
         if reencrypt:
-            for name in self.collections():
+            for name in self._collection_names():
                 eng = self.collection(name)._ops.engine
                 with self._rw.write():
                     eng.reseal(eng.keys.current)
