@@ -145,6 +145,13 @@ def test_kept_features_are_sealed_and_erased_with_the_item(tmp_path: Path) -> No
     assert not np.any(np.all(np.isclose(mats[0], target.vectors["image"], atol=1e-2), axis=1))
     receipt = store.compact()
     assert receipt["count"] == 1
+    # an upsert replaces an item's kept features with the new ones (the old ones are erased)
+    changed = securecmr.Item(items[6].id, vectors={"text": items[7].vectors["text"], "image": np.ones(DIM)})
+    coll.upsert([changed])
+    assert coll.kept_features() == {"text:384": 69, "image:384": 69}
+    _seqs, (img,) = coll._engine.vault.gather(("image:384",))
+    assert not np.any(np.all(np.isclose(img, items[6].vectors["image"], atol=1e-2), axis=1))
+    assert np.any(np.all(np.isclose(img, 1.0, atol=1e-3), axis=1))
     store.close()
 
 
