@@ -303,9 +303,15 @@ class Store(AccessMixin, MonitorMixin):
         policy: str | None = None,
         *,
         exist_ok: bool = False,
+        keep_features: bool = False,
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
         without one the data-independent zero-shot hasher is used.
+
+        ``keep_features=True`` keeps the encoder features of every item it encodes, sealed and
+        erased with the item, so that :meth:`Collection.fit` can learn a hasher from the
+        collection's own items and re-code them in place (see the threat model: embeddings can be
+        partly inverted, so keeping them is opt-in).
 
         A collection of that name that exists is never replaced: CollectionExistsError, or with
         ``exist_ok=True`` the existing collection, unchanged."""
@@ -330,10 +336,20 @@ class Store(AccessMixin, MonitorMixin):
             policy = check_policy_source(policy)
             compile_policy(policy)
         with self._rw.write():
-            return self._create_collection(name, bits, protection, hasher, ttl_hours, policy)
+            return self._create_collection(
+                name, bits, protection, hasher, ttl_hours, policy, keep_features=bool(keep_features)
+            )
 
     def _create_collection(
-        self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
+        self,
+        name: str,
+        bits: int,
+        protection: str,
+        hasher: Any,
+        ttl_hours: float | None,
+        policy: str | None,
+        *,
+        keep_features: bool = False,
     ) -> Collection:
         if name in self._collection_names():
             raise CollectionExistsError(
@@ -348,6 +364,8 @@ class Store(AccessMixin, MonitorMixin):
             "policy": None if policy is None else str(policy),
             "created": self._now(),
             "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
+            "keep_features": keep_features,
+            "hasher_version": 1,
         }
         self._ring.add_collection(cid)
         self._ring.save(self.path, self._provider, fresh_kdf=False)
@@ -376,7 +394,7 @@ class Store(AccessMixin, MonitorMixin):
         erased += sorted(bytes(r[0]).hex() for r in pending)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("items", "blocks", "holds", "erased", "collections"):
+            for table in ("items", "blocks", "holds", "erased", "features", "recode", "collections"):
                 self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
             self._conn.execute("COMMIT")
         except BaseException:
@@ -406,6 +424,17 @@ class Store(AccessMixin, MonitorMixin):
         receipt["signature"] = self._sign(receipt)
         self._audit_op("collection.drop", collection=name, detail={"count": len(erased)})
         return receipt
+
+    def _write_config(self, cid: str, config: dict[str, Any]) -> None:
+        """Re-seal a collection's configuration (inside the caller's transaction, if any)."""
+        blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
+        self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+
+    def _reload_collection(self, coll: Collection) -> None:
+        """Rebuild a collection's engine and hasher from the durable record after a hasher switch
+        (call with the write lock held): the collection's ops get the new engine and encoders."""
+        fresh = self._open_collection(coll.name)
+        coll._ops.engine, coll._ops.encoders = fresh._ops.engine, fresh._ops.encoders
 
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
