@@ -2,7 +2,8 @@
 SIGKILL to its whole process group like a crash, then started again on the same port and data):
 the store raises IndexUnavailableError with a clear message, loses no acknowledged item (SQLite is
 the record) and catches up by itself when the server is back, in the same process or on the next
-open. The short scenario runs by default; the threaded kills mid-ingest and mid-search are slow."""
+open. The short scenario (killed with a store open, caught up in the same process) runs by
+default; unreachable at open and the threaded kills mid-ingest and mid-search are slow."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def test_server_down_then_back(live_milvus: Any, tmp_path: Path) -> None:
     coll.add(first)
     queries = [it.codes["image"] for it in (first[3], first[500], more[0], more[299])]  # type: ignore[index]
 
-    live_milvus.kill()  # 1. killed while the store is open
+    live_milvus.kill()  # killed while the store is open
     try:
         assert coll.add(more) == 300  # acknowledged: durable in SQLite, Milvus falls behind
         index = coll._engine.index
@@ -92,23 +93,6 @@ def test_server_down_then_back(live_milvus: Any, tmp_path: Path) -> None:
     assert all("a-3" not in {i for i, _ in r} for r in got)
     store.close()
     assert _faiss_view(root, queries) == (1299, got)  # the same answers as the embedded index
-
-    store = securecmr.Store.open(root, passphrase=PASS, milvus_timeout=2)
-    coll = store.collection("c")
-    coll.add(_items("c", 50, 4))
-    live_milvus.kill()  # 2. down while the store is closed and opened again
-    store.close()
-    try:
-        store = securecmr.Store.open(root, passphrase=PASS, milvus_timeout=2)
-        with pytest.raises(IndexUnavailableError, match=r"127\.0\.0\.1"):
-            store.collection("c")
-    finally:
-        live_milvus.start()
-    coll = _until_back(lambda: store.collection("c"))  # opened, Milvus checked (or rebuilt)
-    got = _until_back(lambda: _ranking(coll, queries))
-    assert len(coll) == 1349
-    store.close()
-    assert _faiss_view(root, queries) == (1349, got)
 
 
 @pytest.mark.slow
@@ -163,3 +147,31 @@ def test_killed_mid_ingest_and_mid_search(live_milvus: Any, tmp_path: Path) -> N
     assert _until_back(lambda: _ranking(coll, queries)) == want
     store.close()
     assert _faiss_view(root, queries) == (acknowledged, want)
+
+
+@pytest.mark.slow
+def test_unreachable_at_open(live_milvus: Any, tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with securecmr.Store.create(
+        root, passphrase=PASS, index_backend="milvus", milvus_uri=live_milvus.uri, milvus_timeout=2
+    ) as store:
+        coll = store.create_collection("c", bits=64)
+        items = _items("a", 1299, 1)
+        coll.add(items)
+        queries = [it.codes["image"] for it in items[:4]]  # type: ignore[index]
+    store = securecmr.Store.open(root, passphrase=PASS, milvus_timeout=2)
+    coll = store.collection("c")
+    coll.add(_items("c", 50, 4))
+    live_milvus.kill()  # down while the store is closed and opened again
+    store.close()
+    try:
+        store = securecmr.Store.open(root, passphrase=PASS, milvus_timeout=2)
+        with pytest.raises(IndexUnavailableError, match=r"127\.0\.0\.1"):
+            store.collection("c")
+    finally:
+        live_milvus.start()
+    coll = _until_back(lambda: store.collection("c"))  # opened, Milvus checked (or rebuilt)
+    got = _until_back(lambda: _ranking(coll, queries))
+    assert len(coll) == 1349
+    store.close()
+    assert _faiss_view(root, queries) == (1349, got)
