@@ -42,6 +42,7 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
+from ._features import FeatureVault, Kept
 
 __all__ = ["CollectionEngine"]
 
@@ -136,6 +137,7 @@ class CollectionEngine:
         self._cache_lock = threading.Lock()  # readers share the caches below
         self._subsets: OrderedDict[Hashable, Subset] = OrderedDict()
         self._row_item: tuple[int, np.ndarray] | None = None  # (version, live position per index row)
+        self.vault = FeatureVault(conn, store_id, cid, name, keys)  # kept encoder features
         self._load()
         if not len(self) and attributes is not None:
             self._attrs = attributes()
@@ -429,6 +431,11 @@ class CollectionEngine:
     def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
         self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
+    def _index_check(self) -> None:
+        check = getattr(self.index, "check_writable", None)  # an external index that is behind
+        if check is not None:
+            check()
+
     def _changed(self) -> None:
         """A write committed: a new version (subsets of the old one are dropped)."""
         self.version += 1
@@ -509,6 +516,9 @@ class CollectionEngine:
         now: float,
         ttl_hours: float | None,
         before_commit: Callable[[], None] | None = None,
+        replace: Iterable[int] = (),
+        by: str | None = None,
+        kept: Kept | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
@@ -523,7 +533,12 @@ class CollectionEngine:
         hmacs = self._hmac.digest_many(map(_id_bytes, ids))
         if len(set(hmacs)) != n:
             raise DuplicateItemError("the batch repeats an id; nothing was added")
-        if len(self) and not self.seq_of.keys().isdisjoint(hmacs):
+        plan = None
+        replaced = sorted({int(q) for q in replace})
+        if replaced:  # an upsert: the stored items of these ids go in the same transaction
+            plan = self._plan_delete(replaced, force=False)
+        clash = bool(len(self)) and not self.seq_of.keys().isdisjoint(hmacs)
+        if clash and (plan is None or not (set(hmacs) & self.seq_of.keys()) <= set(plan.erased)):
             raise DuplicateItemError("an id in the batch is already stored; nothing was added")
         masks = np.zeros(n, dtype=np.uint8)
         pos_parts, mod_parts, code_parts = [], [], []
@@ -564,8 +579,11 @@ class CollectionEngine:
             raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
         kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
+        self._index_check()  # an external index that cannot take the items refuses them here
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            if plan is not None:
+                self._delete_rows(plan, now=now, by=by)
             (start,) = self.conn.execute(
                 "SELECT next_seq FROM collections WHERE cid=?", (self.cid,)
             ).fetchone()
@@ -580,6 +598,10 @@ class CollectionEngine:
                 sc, sb = self._seal_block(bid, e - a, e - a, kv, expires, core, body)
                 inserts.append((self.cid, bid, e - a, e - a, kv, expires, sc, sb))
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
+            if kept:  # the encoder features to keep, sealed in the same transaction (see _features)
+                self.conn.executemany(
+                    "INSERT INTO features VALUES (?,?,?,?)", self.vault.rows_for_add(start, seqs, kept, kv)
+                )
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
@@ -590,6 +612,8 @@ class CollectionEngine:
             self.conn.execute("ROLLBACK")
             raise
         # the rows are durable: mirror them in memory
+        if plan is not None:
+            self._mirror_delete(plan)
         if len(self._ids) < start:
             self._ids.extend([None] * (start - len(self._ids)))
         del self._ids[start:]
@@ -646,6 +670,22 @@ class CollectionEngine:
             if before_commit is not None:
                 before_commit()
             return 0
+        plan = self._plan_delete(seqs, force=force)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._delete_rows(plan, now=now, by=by)
+            if before_commit is not None:
+                before_commit()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._mirror_delete(plan)
+        return len(seqs)
+
+    def _plan_delete(self, seqs: list[int], *, force: bool) -> _DeletePlan:
+        """The re-sealed blocks, removed blocks and erased HMACs that deleting ``seqs`` (sorted,
+        distinct) takes; nothing is written."""
         self._to_blocks()
         holds = self._held(seqs)
         if holds and not force:
@@ -687,27 +727,30 @@ class CollectionEngine:
             updates.append((nn, kv_new, sc, sb, self.cid, bid))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        f_updates, f_removals = self.vault.erase(gone_seqs, bids, kv_new)  # kept features go with them
+        return _DeletePlan(seqs, gone_seqs, holds, updates, removals, erased, f_updates, f_removals)
+
+    def _delete_rows(self, plan: _DeletePlan, *, now: float, by: str | None) -> None:
+        """The SQL of a planned delete (the caller holds the transaction)."""
+        self.conn.executemany(
+            "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", plan.updates
+        )
+        self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", plan.removals)
+        self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", plan.feature_updates)
+        self.conn.executemany("DELETE FROM features WHERE cid=? AND bid=?", plan.feature_removals)
+        if plan.holds:
             self.conn.executemany(
-                "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", updates
+                "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in plan.holds]
             )
-            self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", removals)
-            if holds:
-                self.conn.executemany(
-                    "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in holds]
-                )
-            self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
-            self.conn.executemany(
-                "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
-                [(self.cid, h, now, by) for h in erased],
-            )
-            if before_commit is not None:
-                before_commit()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
+        self.conn.executemany(
+            "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
+            [(self.cid, h, now, by) for h in plan.erased],
+        )
+
+    def _mirror_delete(self, plan: _DeletePlan) -> None:
+        """Mirror a committed delete in memory (index, ids, caches)."""
+        seqs, gone_seqs, removals, erased = plan.seqs, plan.gone_seqs, plan.removals, plan.erased
         if self._attrs is not None:
             self._flush_attrs()
             self._attrs = self._attrs.take(np.flatnonzero(~np.isin(self._live, gone_seqs)))
@@ -727,7 +770,6 @@ class CollectionEngine:
             dead = np.isin(self._bids, np.asarray([b for _, b in removals], dtype=np.int64))
             self._bids, self._spans = self._bids[~dead], self._spans[~dead]
         self._changed()
-        return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
         out = []
@@ -1009,13 +1051,29 @@ class CollectionEngine:
                 pack_body(bseqs, hm, ids_json, metas_json),
             )
             updates.append((new_kv, sc, sb, self.cid, bid))
+        f_updates = self.vault.reseal_rows(new_kv)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
+            self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", f_updates)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+
+
+@dataclass
+class _DeletePlan:
+    """What deleting some items rewrites (computed before the transaction that applies it)."""
+
+    seqs: list[int]
+    gone_seqs: np.ndarray
+    holds: list[int]
+    updates: list[tuple[Any, ...]]
+    removals: list[tuple[str, int]]
+    erased: list[bytes]
+    feature_updates: list[tuple[Any, ...]]
+    feature_removals: list[tuple[Any, ...]]
 
 
 def _int_ids(ids: list[Any]) -> np.ndarray | None:
