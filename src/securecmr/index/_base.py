@@ -64,6 +64,10 @@ class IndexBackend(Protocol):
         """The engine committed generation ``gen`` (a persistent backend records it)."""
         ...
 
+    def check_writable(self) -> None:
+        """Raise (IndexUnavailableError) before a write the backend cannot take now."""
+        ...
+
     def compact(self) -> dict[str, Any] | None:
         """Drop deleted rows from the backend's own files (after ``store.compact()``); an external
         index returns what the erasure receipt should say about it."""
@@ -109,6 +113,9 @@ class IndexBase:
         return bool(codes.shape[0])
 
     def commit(self, gen: int) -> None:
+        return None
+
+    def check_writable(self) -> None:
         return None
 
     def compact(self) -> dict[str, Any] | None:

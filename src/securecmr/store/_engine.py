@@ -432,9 +432,7 @@ class CollectionEngine:
         self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
     def _index_check(self) -> None:
-        check = getattr(self.index, "check_writable", None)  # an external index that is behind
-        if check is not None:
-            check()
+        self.index.check_writable()  # an external index that is behind refuses before anything is written
 
     def _changed(self) -> None:
         """A write committed: a new version (subsets of the old one are dropped)."""
