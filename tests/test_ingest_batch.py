@@ -410,7 +410,7 @@ def test_encoders_are_loaded_once_per_worker(
             calls[_kind].append(kw.get("num_threads"))
             return _loader(*a, **kw)
 
-        monkeypatch.setattr(securecmr, f"load_{kind}_encoder", counted)
+        monkeypatch.setattr(securecmr.encoders, f"load_{kind}_encoder", counted)  # where ingest finds it
     with securecmr.Store.create(tmp_path / "st", passphrase=PASS) as store:
         rep = ingest(store.create_collection("c"), m, workers=0, batch_size=3)
     assert rep.batches == 4 and rep.added == 12
