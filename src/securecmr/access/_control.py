@@ -6,16 +6,18 @@ The facade calls it; it never imports the facade (imports point down: facade -> 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ..audit import HIPAA_RETENTION_DAYS, AuditLog
+from ..audit import HIPAA_RETENTION_DAYS, AuditAnchor, AuditLog
 from ..errors import AuthenticationError, ConfigurationError, PermissionDeniedError
 from ._filter import AllowedSetCache
 from ._registry import User, UserRegistry, check_attrs, check_name, check_tenant
@@ -49,7 +51,10 @@ class AccessControl:
     """Users, tokens and the audit log of a store rooted at ``directory``.
 
     ``secret`` (32 bytes, from the store keyring) derives the token, registry and audit keys.
-    ``clock`` returns unix seconds and drives token expiry and audit timestamps.
+    ``clock`` returns unix seconds and drives token expiry and audit timestamps. A store passes
+    ``guard`` (the writer lock, held around every change of users and roles), ``anchor`` (where
+    the audit log's newest checkpoint is sealed), ``registry_floor``/``on_registry_save`` (the
+    registry version kept in the store state) and ``readonly`` (no registry change, no checkpoint).
     """
 
     def __init__(
@@ -60,6 +65,12 @@ class AccessControl:
         clock: Callable[[], float] | None = None,
         retention_days: float = HIPAA_RETENTION_DAYS,
         checkpoint_every: int = 100,
+        readonly: bool = False,
+        guard: Callable[[], AbstractContextManager[Any]] | None = None,
+        anchor: AuditAnchor | None = None,
+        registry_floor: Callable[[], int] | None = None,
+        on_registry_save: Callable[[int], None] | None = None,
+        log_id: str = "",
     ) -> None:
         if not isinstance(secret, bytes) or len(secret) < 32:
             raise ConfigurationError("the access-control secret must be at least 32 bytes")
@@ -69,15 +80,32 @@ class AccessControl:
         self._tables: dict[Any, tuple[Any, Any]] = {}
         self._filter_lock = threading.Lock()
         self._signer = TokenSigner(_subkey(secret, "tokens"))
-        self.registry = UserRegistry(self.directory / "users.sealed", _subkey(secret, "registry"))
+        self.readonly = readonly
+        self._guard: Callable[[], AbstractContextManager[Any]] = guard or contextlib.nullcontext
+        self.registry = UserRegistry(
+            self.directory / "users.sealed",
+            _subkey(secret, "registry"),
+            floor=registry_floor,
+            on_save=on_registry_save,
+        )
         self.audit = AuditLog(
             self.directory / "audit",
             _subkey(secret, "audit"),
             clock=self.clock,
             retention_days=retention_days,
             checkpoint_every=checkpoint_every,
-            anchor=_RegistryAnchor(self.registry),
+            anchor=anchor if anchor is not None else _RegistryAnchor(self.registry),
+            checkpoints=not readonly,
+            log_id=log_id,
         )
+
+    def _changing(self) -> AbstractContextManager[Any]:
+        """Held around every change of users and roles (the store's writer lock)."""
+        if self.readonly:
+            from ..errors import StoreError
+
+            raise StoreError("this store was opened readonly=True; open it for writing to manage users")
+        return self._guard()
 
     def __repr__(self) -> str:
         return f"AccessControl({str(self.directory)!r})"
@@ -113,6 +141,19 @@ class AccessControl:
         by: User | None = None,
     ) -> str:
         """Create (or re-key) a user and return a fresh token; only its hash is stored."""
+        with self._changing():
+            return self._create_user(name, role=role, tenant=tenant, attrs=attrs, ttl_hours=ttl_hours, by=by)
+
+    def _create_user(
+        self,
+        name: str,
+        *,
+        role: str,
+        tenant: str | None,
+        attrs: dict[str, Any] | None,
+        ttl_hours: float,
+        by: User | None,
+    ) -> str:
         actor = by.name if by is not None else OPERATOR
         actor_tenant = by.tenant if by is not None else None
         try:
@@ -153,6 +194,10 @@ class AccessControl:
 
     def revoke_user(self, name: str, *, by: User | None = None) -> None:
         """Revoke every token of ``name``; later calls with them raise AuthenticationError."""
+        with self._changing():
+            self._revoke_user(name, by=by)
+
+    def _revoke_user(self, name: str, *, by: User | None) -> None:
         actor = by.name if by is not None else OPERATOR
         actor_tenant = by.tenant if by is not None else None
         user = self.registry.users.get(name) if isinstance(name, str) else None
@@ -173,6 +218,10 @@ class AccessControl:
 
     def add_role(self, role: Role, *, by: User | None = None) -> None:
         """Register (or replace) a custom role."""
+        with self._changing():
+            self._add_role(role, by=by)
+
+    def _add_role(self, role: Role, *, by: User | None) -> None:
         actor = by.name if by is not None else OPERATOR
         if by is not None and self.registry.role(by.role).name != "admin":
             self.audit.append("role.add", principal=actor, outcome="denied", reason="admin role required")

@@ -1,4 +1,5 @@
-"""``securecmr audit verify|export``: check the audit chain, or export it as JSON lines for a SIEM."""
+"""``securecmr audit verify|head|export``: check the audit chain (optionally against a head kept
+elsewhere), print its signed head, or export it as JSON lines for a SIEM."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ audit_app = typer.Typer(help="Verify and export the tamper-evident audit log.", 
 def verify_cmd(
     store: Annotated[Path, typer.Argument(help="The store directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            "--head", help="A head saved by `securecmr audit head`: fail unless the log extends it."
+        ),
+    ] = None,
 ) -> None:
     """Exit 0 if every record and checkpoint verifies; else name the first bad record and exit 1."""
     from ..errors import AuditIntegrityError
@@ -25,7 +32,7 @@ def verify_cmd(
 
     with open_store(store) as st:
         try:
-            report = st.audit.verify()
+            report = st.audit.verify(head=head)
         except AuditIntegrityError as exc:
             if as_json:
                 typer.echo(json.dumps({"ok": False, "error": str(exc)}))
@@ -39,6 +46,28 @@ def verify_cmd(
             f"OK: {report.records} records (from #{report.first_seq}), {report.checkpoints} checkpoints, "
             f"head {report.head[:16]}"
         )
+
+
+@audit_app.command("head")
+def head_cmd(
+    store: Annotated[Path, typer.Argument(help="The store directory.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the signed head of the audit log (JSON: store id, record count, chain hash, time, MAC).
+
+    Keep it outside the store (another machine, a SIEM, paper): `securecmr audit verify STORE
+    --head FILE` fails unless the log still extends it, which catches a rollback of the whole
+    store directory to an older copy."""
+    from .users import open_store
+
+    with open_store(store) as st:
+        doc = st.audit.head()
+    text = json.dumps(doc, sort_keys=True)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote the audit head ({doc['records']} records) to {out}", err=True)
 
 
 @audit_app.command("export")

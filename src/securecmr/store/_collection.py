@@ -87,7 +87,7 @@ class Collection:
         items = list(items)
         if not items:
             raise EmptyInputError("empty batch: give at least one item")
-        with _gc_paused(len(items) >= _GC_PAUSE_ITEMS):
+        with _gc_paused(len(items) >= _GC_PAUSE_ITEMS), self._store._writing():
             return self._add(items, store_content=store_content, context=context)
 
     def _add(self, items: list[Item], *, store_content: bool, context: Any) -> int:
@@ -339,7 +339,16 @@ class Collection:
         """Delete by id (ItemNotFoundError if any is unknown; nothing deleted) or by attribute
         equality filter ``where``. Deleted rows are gone from search at once; ``store.compact()``
         scrubs them from the files and issues the erasure receipt."""
-        self._store._check_writable()
+        with self._store._writing():
+            return self._delete(ids, where, by, context)
+
+    def _delete(
+        self,
+        ids: Iterable[str | int] | str | int | None,
+        where: Mapping[str, Any] | None,
+        by: str | None,
+        context: Any,
+    ) -> int:
         if (ids is None) == (where is None):
             raise ConfigurationError("give ids or where=, not both")
         if ids is not None:
@@ -369,13 +378,13 @@ class Collection:
 
     def hold(self, ids: Iterable[str | int]) -> None:
         """Put items under legal hold: exempt from TTL purges and refused by delete."""
-        self._store._check_writable()
-        self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), True)
+        with self._store._writing():
+            self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), True)
 
     def release(self, ids: Iterable[str | int]) -> None:
         """Release a legal hold."""
-        self._store._check_writable()
-        self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), False)
+        with self._store._writing():
+            self._engine.set_hold(self._engine.seqs_for_ids(list(ids)), False)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from struct import error as struct_error
@@ -66,8 +66,13 @@ class CollectionEngine:
         backend: str = "faiss",
         directory: Path | None = None,
         index_options: dict[str, Any] | None = None,
+        keys_source: Callable[[], CollectionKeys] | None = None,
     ) -> None:
         self.directory = directory
+        self._backend, self._index_options = backend, index_options
+        self._keys_source = keys_source
+        self._data_version = -1
+        self._reload_needed = False
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
         self.protection = str(config["protection"])
@@ -94,11 +99,69 @@ class CollectionEngine:
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
         self._tags: dict[tuple[int, bytes], HmacSha256] = {}
         self._load()
+        self._data_version = self._db_version()
+
+    # ------------------------------------------------------------------ other processes
+    def _db_version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def sync(self) -> None:
+        """Reload this collection if another process changed it since our last look (a cheap
+        ``PRAGMA data_version`` when nothing changed)."""
+        version = self._db_version()
+        if version == self._data_version and not self._reload_needed:
+            return
+        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        if row is None:
+            raise IntegrityError(
+                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
+            )
+        if int(row[0]) != self.gen or self._reload_needed:
+            self._reload()
+        self._data_version = version
+
+    def _fresh_keys(self) -> bool:
+        """Take the keyring's current keys for this collection; whether they changed."""
+        if self._keys_source is None:
+            return False
+        keys = self._keys_source()
+        if keys.data == self.keys.data and keys.salt == self.keys.salt:
+            return False
+        self.keys = keys
+        self._sealers, self._tags = {}, {}
+        return True
+
+    def force_reload(self) -> None:
+        """Reload on the next call (the keyring changed)."""
+        self._reload_needed = True
+
+    def stale(self) -> bool:
+        """Whether another process changed this collection since we loaded it."""
+        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        return row is None or int(row[0]) != self.gen
+
+    def _reload(self) -> None:
+        if self._keys_source is not None:
+            self.keys = self._keys_source()
+
+            self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
+            self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
+        self._sealers, self._tags = {}, {}
+        self.index = make_index(self._backend, self.bits, **(self._index_options or {}))
+        self.code_seq = np.zeros(0, dtype=np.int64)
+        self.code_mod = np.zeros(0, dtype=np.int8)
+        self._ids, self._seq_of, self._hm_chunks = [], {}, []
+        self._meta_cache, self._hit_parts = {}, {}
+        self.max_codes = 1
+        self._reload_needed = False
+        self._load()
+        self.version += 1
 
     def __repr__(self) -> str:
         return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
 
     def __len__(self) -> int:
+        self.sync()
         return int(self._live.size)
 
     # ------------------------------------------------------------------ ids
@@ -106,6 +169,7 @@ class CollectionEngine:
     def seq_of(self) -> dict[bytes, int]:
         """Id HMAC -> sequence number. Loads and bulk adds only queue their HMACs; the mapping is
         built on first use (searching never needs it)."""
+        self.sync()
         if self._hm_chunks:
             table = self._seq_of
             for hm, seqs in self._hm_chunks:
@@ -500,6 +564,7 @@ class CollectionEngine:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
         (labels, attrs, ref, text), None for an item with none."""
+        self.sync()
         n = len(ids)
         if n == 0:
             raise EmptyInputError("empty batch: give at least one item")
@@ -616,6 +681,7 @@ class CollectionEngine:
         return np.where(ok, self._bids[np.maximum(pos, 0)] if self._bids.size else -1, -1)
 
     def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
+        self.sync()
         seqs = sorted({int(s) for s in seqs})
         if not seqs:
             return 0
@@ -733,6 +799,7 @@ class CollectionEngine:
             raise
 
     def expired(self, now: float) -> list[int]:
+        self.sync()
         self._to_blocks()
         rows = self.conn.execute(
             "SELECT bid, span FROM blocks WHERE cid=? AND expires IS NOT NULL AND expires <= ?",
@@ -753,7 +820,12 @@ class CollectionEngine:
         cache = self._meta_cache
         want = [s for s in seqs if s not in cache]
         if want:
-            self._fetch_metas(want)
+            try:
+                self._fetch_metas(want)
+            except IntegrityError:
+                if not self._fresh_keys():
+                    raise
+                self._fetch_metas(want)  # another process re-sealed the rows since our last look
             if self._legacy and any(s not in cache for s in want):
                 self._fetch_legacy_metas([s for s in want if s not in cache])
             if any(s not in cache for s in want):  # a writer converted or rewrote blocks since we loaded
@@ -790,10 +862,12 @@ class CollectionEngine:
                     ) from None
 
     def all_seqs(self) -> list[int]:
+        self.sync()
         return self._live.tolist()
 
     def live_seqs(self) -> np.ndarray:
         """Sequence numbers of the stored items, ascending (row order of attribute tables)."""
+        self.sync()
         return self._live
 
     def prepare_queries(self, codes: np.ndarray) -> np.ndarray:
@@ -808,6 +882,7 @@ class CollectionEngine:
         self, salted: np.ndarray, k: int, *, allowed: np.ndarray | None = None, modality: int | None = None
     ) -> list[list[tuple[int, int, int]]]:
         """Per query: [(seq, distance, modality)] for the top ``k`` items."""
+        self.sync()
         n_codes = len(self.index)
         out: list[list[tuple[int, int, int]]] = []
         if k <= 0 or n_codes == 0:
@@ -910,10 +985,15 @@ class CollectionEngine:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
+            self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        self.gen += 1
+        self.version += 1
+        self._meta_cache, self._hit_parts = {}, {}
+        self._index_commit()
 
 
 def _int_ids(ids: list[Any]) -> np.ndarray | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     ConfigurationError,
+    DecryptionError,
     IntegrityError,
+    KeyringError,
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
@@ -30,13 +34,14 @@ from ..index._milvus import INDEX_TYPES, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
-from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring, provider_for
+from ..protect._keyring import KEYRING_FILE, CollectionKeys, KeyProvider, Keyring, provider_for
 from ._blocks import has_expired
 from ._collection import Collection
 from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
 from ._engine import CollectionEngine
 from ._lock import WriterLock
+from ._state import AuditAnchorRow, StoreState
 
 __all__ = ["PROTECTION_MODES", "Store"]
 
@@ -46,7 +51,13 @@ _SNAP_MAGIC = b"SCMRSNAP1\n"
 
 
 class Store(AccessMixin, MonitorMixin):
-    """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``)."""
+    """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``).
+
+    Any number of processes may open one store. Write calls are serialised between them by an
+    ``flock`` on ``store.lock`` held for the length of the call (StoreLockedError when another
+    process holds it longer than ``timeout``); readers never wait for each other. Every call first
+    looks (cheaply) whether another process changed the store and reloads what changed: users and
+    revocations, collections, items, keys."""
 
     def __init__(
         self,
@@ -69,8 +80,23 @@ class Store(AccessMixin, MonitorMixin):
         self._milvus = milvus
         self._collections: dict[str, Collection] = {}
         self._closed = False
+        self._ring_stat = _stat_key(path / KEYRING_FILE)
+        self._sync_lock = threading.RLock()
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
-        self._access = AccessControl(path / "access", hkdf(ring.secret, "securecmr/access"), clock=clock)
+        self._state = StoreState(
+            path, hkdf(ring.secret, "securecmr/state"), ring.store_id, readonly=lock is None
+        )
+        self._access = AccessControl(
+            path / "access",
+            hkdf(ring.secret, "securecmr/access"),
+            clock=clock,
+            readonly=lock is None,
+            guard=self._writing,
+            anchor=AuditAnchorRow(self._state),
+            registry_floor=self._registry_floor,
+            on_registry_save=self._registry_saved,
+            log_id=ring.store_id,
+        )
         self._monitor = open_store_monitor(
             path / "monitor",
             hkdf(ring.secret, "securecmr/monitor"),
@@ -152,14 +178,16 @@ class Store(AccessMixin, MonitorMixin):
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
         readonly: bool = False,
-        timeout: float = 0.0,
+        timeout: float = 10.0,
         index_backend: str | None = None,
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
         backend: str | None = None,
     ) -> Store:
-        """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
-        StoreLockedError (or waits up to ``timeout`` seconds).
+        """Open a store. Any number of processes may open it, for reading or writing; a write call
+        waits up to ``timeout`` seconds for another process's write to finish, then raises
+        StoreLockedError. ``readonly=True`` changes no data, keyring, registry or checkpoint (its
+        calls are still audited).
 
         The index backend chosen at creation is used unless ``index_backend`` names another for
         this opening (the SQLite record is the source of truth, so any backend serves any store);
@@ -183,27 +211,35 @@ class Store(AccessMixin, MonitorMixin):
                 cfg = _index_config(chosen, None, str(cfg.get("index_type", "BIN_FLAT")))
             milvus = _milvus_for(root, cfg, milvus_uri, milvus_token)
             store = cls(root, ring, provider, conn, lock, clock or time.time, chosen, milvus)
-            if not readonly:
-                store._purge(on_open=True)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
+        if not readonly:
+            try:
+                store._purge(on_open=True)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
         try:
             if self._lock is not None:
-                self._save_segments()
-            self._access.close()
+                with self._lock.hold():
+                    self._save_segments()
+                    self._access.close()
+            else:
+                self._access.close()
             self._monitor.close()
         finally:
+            self._closed = True
             if self._milvus is not None:
                 self._milvus.close()
             self._conn.close()
+            self._state.close()
             if self._lock is not None:
                 self._lock.release()
 
@@ -211,13 +247,66 @@ class Store(AccessMixin, MonitorMixin):
         """Write the sealed index segments of changed collections (a cache: the SQLite rows are the
         durable record, and a missing, stale or damaged segment is rebuilt from them on open)."""
         for coll in self._collections.values():
-            coll._engine.save_segment()
+            if not coll._engine.stale():
+                coll._engine.save_segment()
 
     def _check_writable(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
         if self._lock is None:
             raise StoreError("this store was opened readonly=True; open it for writing to change it")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer lock for one write call, with every change of other processes loaded."""
+        self._check_writable()
+        lock = self._lock
+        if lock is None:  # unreachable after _check_writable; narrows the type
+            raise StoreError("this store was opened readonly=True")
+        with lock.hold():
+            self._refresh()
+            yield
+
+    # ------------------------------------------------------------------ other processes
+    def _registry_floor(self) -> int:
+        got = self._state.get("registry")
+        return 0 if got is None else int(got["version"])
+
+    def _registry_saved(self, version: int) -> None:
+        self._state.advance("registry", {"version": int(version)}, "version")
+
+    def _refresh(self) -> None:
+        """Load what other processes changed: the keyring (a rotation) and the collections' rows
+        (each engine checks its generation on its next call; see CollectionEngine.sync)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        key = _stat_key(self.path / KEYRING_FILE)
+        if key == self._ring_stat:
+            return
+        with self._sync_lock:
+            if key == self._ring_stat:
+                return
+            try:
+                ring = Keyring.load(self.path, self._provider)
+            except (KeyringError, DecryptionError):
+                raise KeyringError(
+                    "another process rotated this store's keys; reopen it with the new passphrase or key"
+                ) from None
+            if ring.store_id != self._ring.store_id or ring.secret != self._ring.secret:
+                raise KeyringError(
+                    "another process replaced this store's keys; reopen it with the new passphrase or key"
+                )
+            self._ring = ring
+            self._ring_stat = key
+            for coll in self._collections.values():
+                coll._engine.force_reload()
+
+    def _keys_for(self, cid: str) -> CollectionKeys:
+        self._refresh()
+        keys = self._ring.collections.get(cid)
+        if keys is None:
+            raise IntegrityError(f"{KEYRING_FILE}: no keys for a collection of this store")
+        return keys
 
     def _now(self) -> float:
         return float(self._clock())
@@ -228,6 +317,7 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
+        self._refresh()
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
     def create_collection(
@@ -241,7 +331,13 @@ class Store(AccessMixin, MonitorMixin):
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
         without one the data-independent zero-shot hasher is used."""
-        self._check_writable()
+        with self._writing():
+            self._create_collection(name, bits, protection, hasher, ttl_hours, policy)
+        return self.collection(name)
+
+    def _create_collection(
+        self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
+    ) -> None:
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ConfigurationError("a collection name must be a non-empty string of at most 200 characters")
         if protection not in PROTECTION_MODES:
@@ -271,18 +367,20 @@ class Store(AccessMixin, MonitorMixin):
             "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
         }
         self._ring.add_collection(cid)
-        self._ring.save(self.path, self._provider, fresh_kdf=False)
+        self._save_ring(self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
         self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
-        return self.collection(name)
+
+    def _save_ring(self, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
+        self._ring.save(self.path, provider, fresh_kdf=fresh_kdf)
+        self._ring_stat = _stat_key(self.path / KEYRING_FILE)
 
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
 
     def collection(self, name: str) -> Collection:
         """Open a collection by name (CollectionNotFoundError when there is none)."""
-        if self._closed:
-            raise StoreError("the store is closed")
+        self._refresh()
         coll = self._collections.get(name)
         if coll is not None:
             return coll
@@ -311,6 +409,7 @@ class Store(AccessMixin, MonitorMixin):
             backend=self._backend,
             directory=self.path,
             index_options=self._index_options(name, int(config["bits"])),
+            keys_source=lambda: self._keys_for(cid),
         )
         hz = config.get("hasher")
         bits = int(config["bits"])
@@ -344,7 +443,10 @@ class Store(AccessMixin, MonitorMixin):
         return self._purge(on_open=False)
 
     def _purge(self, *, on_open: bool) -> int:
-        self._check_writable()
+        with self._writing():
+            return self._purge_locked(on_open=on_open)
+
+    def _purge_locked(self, *, on_open: bool) -> int:
         now = self._now()
         total = 0
         for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
@@ -357,7 +459,10 @@ class Store(AccessMixin, MonitorMixin):
     def compact(self, *, by: str | None = None) -> dict[str, Any]:
         """Scrub deleted rows from the files (VACUUM, WAL truncated) and return a signed erasure
         receipt listing the id HMACs erased since the last compaction."""
-        self._check_writable()
+        with self._writing():
+            return self._compact(by)
+
+    def _compact(self, by: str | None) -> dict[str, Any]:
         rows = self._conn.execute(
             "SELECT c.name, e.id_hmac, e.at, e.by FROM erased e LEFT JOIN collections c ON e.cid=c.cid"
         ).fetchall()
@@ -404,19 +509,22 @@ class Store(AccessMixin, MonitorMixin):
         """Re-wrap every data key under a new master key and passphrase (old one stops working);
         ``reencrypt=True`` also re-encrypts every row under new data keys. Crash-safe: the keyring
         is replaced atomically and old data keys are dropped only after all rows moved."""
-        self._check_writable()
         provider = provider_for(new_passphrase, new_key_provider)
+        with self._writing():
+            self._rotate(provider, reencrypt)
+
+    def _rotate(self, provider: KeyProvider, reencrypt: bool) -> None:
         self._ring.rotate_master()
         if reencrypt:
             self._ring.new_data_keys()
-        self._ring.save(self.path, provider)
+        self._save_ring(provider)
         self._provider = provider
         if reencrypt:
             for name in self.collections():
                 eng = self.collection(name)._engine
                 eng.reseal(eng.keys.current)
             self._ring.drop_old_data_keys()
-            self._ring.save(self.path, provider, fresh_kdf=False)
+            self._save_ring(provider, fresh_kdf=False)
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
@@ -478,6 +586,11 @@ class Store(AccessMixin, MonitorMixin):
             (root / KEYRING_FILE).unlink()
             raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
         atomic_write(root / DB_FILE, db)
+        conn = connect(root)
+        try:  # the snapshot carries neither the audit log nor the users: the new store starts both
+            conn.execute("DELETE FROM meta WHERE key IN ('state/audit', 'state/registry')")
+        finally:
+            conn.close()
         atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
         return cls.open(root, key_provider=provider, clock=clock)
 
@@ -529,6 +642,14 @@ def _milvus_for(
         return None
     chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
     return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _cleanup_tmp(root: Path) -> None:
