@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/lock.txt -e '.[export,dev,medical,surveillance,education,milvus,scale]'
+	$(PY) -m pip install -q -c requirements/lock.txt -e '.[export,dev,medical,surveillance,education,milvus,scale,serve,browser]'
 	touch $(STAMP)
 
 demo: $(STAMP)

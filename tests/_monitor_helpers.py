@@ -1,5 +1,5 @@
 """Shared pieces of the monitor tests: a small fitted world, a settable clock, and the access
-engineer's in-memory store double with the query monitor wired in as the facade wires it."""
+the real store with its query monitor."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from _access_double import DStore
-
+from securecmr import Store
 from securecmr.monitor import (
     HammingIndex,
-    MonitorMixin,
     QueryAnomalyDetector,
     TrafficSimulator,
-    open_store_monitor,
     run_plan,
     synthetic_collection,
 )
@@ -45,11 +42,7 @@ class Clock:
         return self.t
 
 
-class MStore(DStore, MonitorMixin):
-    """The store double with a query monitor in ``<path>/monitor``."""
-
-    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float]) -> None:
-        super().__init__(path, clock=clock)
-        self._monitor = open_store_monitor(
-            Path(path) / "monitor", b"s" * 32, store_id="store-x", clock=clock, audit=self._access.audit
-        )
+def MStore(path: str | os.PathLike[str], clock: Callable[[], float]) -> Store:
+    """A real store (brute-force index, default protection) in ``<path>/store`` with its query
+    monitor, driven by ``clock``."""
+    return Store.create(Path(path) / "store", "monitor-test-passphrase", clock=clock, index_backend="brute")

@@ -1,7 +1,6 @@
 """Sessions: permissions, tenants, policies, revocation and one audit record per call.
 
-Each test runs on the in-memory double of ``tests/_access_double.py`` (the access layer alone) and
-on the real ``securecmr.Store`` when it is importable.
+Each test runs on the real ``securecmr.Store``: sessions reach collections only through the gate.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _access_double import DItem, DStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +23,6 @@ from securecmr.errors import (
 )
 
 PASS = "correct horse battery staple"
-HAVE_STORE = hasattr(securecmr, "Store")
 BITS = 64
 
 
@@ -41,12 +38,11 @@ def _code(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, size=BITS // 8, dtype=np.uint8)
 
 
-def _items(n: int, seed: int = 0, real: bool = HAVE_STORE) -> list[Any]:
+def _items(n: int, seed: int = 0, real: bool = True) -> list[Any]:
     rng = np.random.default_rng(seed)
     depts = ["neuro", "onco", "cardio"]
-    make = securecmr.Item if real else DItem
     return [
-        make(
+        securecmr.Item(
             f"study-{i}",
             attrs={"department": depts[i % 3], "sensitivity": i % 4},
             codes={"image": _code(rng)},
@@ -60,14 +56,10 @@ def _n_records(store: Any) -> int:
 
 
 def _open(kind: str, path: Path, clock: Clock | None = None) -> Any:
-    if kind == "real":
-        if not HAVE_STORE:
-            pytest.skip("securecmr.Store is not available yet")
-        return securecmr.Store.create(path, passphrase=PASS, clock=clock)
-    return DStore(path, clock=clock)
+    return securecmr.Store.create(path, passphrase=PASS, clock=clock)
 
 
-@pytest.fixture(params=["double", "real"])
+@pytest.fixture(params=["real"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     clock = Clock()
     st_ = _open(request.param, tmp_path / "s", clock)
@@ -196,7 +188,7 @@ _POLICIES = [
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@pytest.mark.parametrize("kind", ["double", "real"])
+@pytest.mark.parametrize("kind", ["real"])
 @given(
     users=st.lists(_user_st, min_size=1, max_size=3),
     policy=st.sampled_from(_POLICIES),
@@ -250,7 +242,7 @@ def test_access_demo(store: Any) -> None:
 
     rng = np.random.default_rng(5)
     codes = {f"img{i}": _code(rng) for i in range(8)}
-    out = run_access_demo(store, codes, _code(rng), k=3, item_factory=None if store.real else DItem)
+    out = run_access_demo(store, codes, _code(rng), k=3, item_factory=None)
     assert out["different_results"]
     assert {r["department"] for r in out["users"]["ana"]["results"]} == {"radiology"}
     assert {r["department"] for r in out["users"]["omar"]["results"]} == {"oncology"}

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from securecmr.cli.main import app
-from securecmr.errors import ConfigurationError, InputError
 from securecmr.eval import load_manifest
 
 ROW_KEYS = {"bits", "map_i2t", "map_t2i", "p_at_100_i2t", "p_at_100_t2i"}
@@ -90,28 +89,24 @@ def test_eval_manifest_with_splits_and_unsupervised(tmp_path: Path) -> None:
 
 
 def test_eval_cli_errors(tmp_path: Path) -> None:
+    """Bad options are one-line errors (exit 1, no traceback) carrying the API's message."""
     data = _write_npz(tmp_path / "feats.npz", n=60)
     runner = CliRunner()
-    with pytest.raises(ConfigurationError, match="multiple of 8"):
-        runner.invoke(app, ["eval", "manifest", "--data", str(data), "--bits", "12"], catch_exceptions=False)
-    with pytest.raises(ConfigurationError, match="protocol"):
-        runner.invoke(
-            app, ["eval", "manifest", "--data", str(data), "--protocol", "nope"], catch_exceptions=False
-        )
-    with pytest.raises(ConfigurationError, match="learns no database codes"):
-        runner.invoke(
-            app,
-            ["eval", "manifest", "--data", str(data), "--method", "cca", "--protocol", "learned-db"],
-            catch_exceptions=False,
-        )
-    with pytest.raises(ConfigurationError, match="unknown hashing method"):
-        runner.invoke(app, ["eval", "manifest", "--data", str(data), "--method", "x"], catch_exceptions=False)
+
+    def fails(args: list[str], match: str) -> None:
+        res = runner.invoke(app, ["eval", "manifest", *args])
+        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert res.stderr.startswith("error: ") and match in res.stderr, res.stderr
+
+    fails(["--data", str(data), "--bits", "12"], "multiple of 8")
+    fails(["--data", str(data), "--protocol", "nope"], "protocol")
+    fails(["--data", str(data), "--method", "cca", "--protocol", "learned-db"], "learns no database codes")
+    fails(["--data", str(data), "--method", "x"], "unknown hashing method")
     bad = tmp_path / "bad.npz"
     np.savez(bad, image=np.zeros((3, 2)), text=np.zeros((3, 2)))
-    with pytest.raises(InputError, match="labels"):
-        runner.invoke(app, ["eval", "manifest", "--data", str(bad)], catch_exceptions=False)
+    fails(["--data", str(bad)], "labels")
     res = runner.invoke(app, ["eval", "nosuch", "--data", str(data)])
-    assert res.exit_code != 0
+    assert res.exit_code == 2
 
 
 def test_eval_jsonl_manifest_with_shipped_encoders(tmp_path: Path, models_dir: Path) -> None:

@@ -32,8 +32,10 @@ def test_cli_fit_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     replay([sim.benign(f"u{i}", days=(0, 12)) for i in range(6)])
     runner = CliRunner()
-    res = runner.invoke(app, ["monitor", "report", str(tmp_path)])
-    assert res.exit_code != 0  # not fitted yet
+    res = runner.invoke(app, ["monitor", "report", str(tmp_path), "--json"])
+    assert res.exit_code == 0  # not fitted yet: the explicit rules are active
+    status = json.loads(res.stdout)
+    assert status["fitted"] is False and status["active"] == "rules" and status["rules"]["max_k"] >= 1
     res = runner.invoke(app, ["monitor", "fit", str(tmp_path)], catch_exceptions=False)
     assert res.exit_code == 0 and "fitted on" in res.output
     mon = StoreMonitor(tmp_path / "monitor", store_id="cli-store", key=b"k" * 32, clock=lambda: now[0])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _access_double import DItem
 from _monitor_helpers import MStore
 
 from securecmr.errors import AuthenticationError, BlockedError, PermissionDeniedError
@@ -22,6 +22,15 @@ from securecmr.monitor import (
 from securecmr.monitor._features import FEATURE_NAMES
 from securecmr.monitor._simulator import EPOCH
 from securecmr.store import Item, Store
+
+
+def _codes(store: Store, kind: str, value: Any, query_modality: str = "text") -> tuple[bytes, bytes]:
+    """(raw, salted) code of a query on the store's "scans" collection (test-only internals)."""
+    from securecmr.access import Query
+
+    ops = store.collection("scans")._ops
+    raw = ops.encode_query(Query(kind, value, query_modality))  # type: ignore[arg-type]
+    return raw.tobytes(), ops.salted(raw)
 
 
 def _real_store(tmp_path: Path, now: list[float]) -> Store:
@@ -43,11 +52,9 @@ def test_vector_query_is_logged_as_its_salted_code(tmp_path: Path) -> None:
         direct = store.collection("scans").search(vector=v, query_modality="image", k=5)
         assert [h.id for h in hits] == [h.id for h in direct]  # encoding once changes nothing
         (ev,) = list(store.monitor.log)
-        inner = store.collection("scans")
-        salted = inner.query_code(vector=v, query_modality="image", salted=True)
-        raw = inner.query_code(vector=v, query_modality="image")
-        assert ev.code == salted.tobytes() and ev.bits == 64 and not ev.denied
-        assert ev.code != raw.tobytes()  # the salted space, not the raw code
+        raw, salted = _codes(store, "vector", v, "image")
+        assert ev.code == salted and ev.bits == 64 and not ev.denied
+        assert ev.code != raw  # the salted space, not the raw code
         assert ev.top1 == pytest.approx(hits[0].score)
     finally:
         store.close()
@@ -62,8 +69,7 @@ def test_text_query_is_logged_as_its_salted_code_not_the_text(models_dir: Path, 
         for t in texts:
             ana.collection("scans").search(text=t, k=5)
         events = list(store.monitor.log)
-        inner = store.collection("scans")
-        assert [e.code for e in events] == [inner.query_code(text=t, salted=True).tobytes() for t in texts]
+        assert [e.code for e in events] == [_codes(store, "text", t)[1] for t in texts]
         a, b = (np.unpackbits(np.frombuffer(e.code, np.uint8)) for e in events)
         assert int((a != b).sum()) <= 8  # near-duplicate queries stay near in the log (SEAT, PRADA)
         for e in events:
@@ -91,7 +97,7 @@ def test_refused_searches_are_logged_with_their_reason(tmp_path: Path) -> None:
             ana.search(code=code, k=3)
         first, second, third = list(store.monitor.log)
         assert (first.principal, first.denied, first.reason, first.k) == ("aud", True, "permission", 7)
-        assert first.code == store.collection("scans").query_code(code=code, salted=True).tobytes()
+        assert first.code == _codes(store, "code", code)[1]
         assert first.result_ids == () and first.top1 is None
         assert second.denied and second.code == b""  # no model is run for a refused text query
         assert (third.principal, third.reason) == ("ana", "revoked")
@@ -125,11 +131,11 @@ def test_tracker_counts_codeless_refusals_without_breaking_hamming_features() ->
     assert rm["log_rate"] > rc["log_rate"]  # refusals count towards the query rate
 
 
-def _benign_then_fit(store: MStore, now: list[float]) -> tuple[TrafficSimulator, np.ndarray]:
+def _benign_then_fit(store: Any, now: list[float]) -> tuple[TrafficSimulator, np.ndarray]:
     codes, topics = synthetic_collection(150, n_topics=5, seed=9)
     admin = store.session(store.create_user("root", role="admin"))
     coll = admin.create_collection("scans", bits=64)
-    coll.add([DItem(f"patient-{i}", codes={"image": codes[i]}) for i in range(len(codes))])
+    coll.add([Item(f"patient-{i}", codes={"image": codes[i]}) for i in range(len(codes))])
     sim = TrafficSimulator(codes, topics, seed=9)
     sessions = {u: store.session(store.create_user(u, role="reader")) for u in ("ana", "ben", "cy", "dee")}
     plan = sorted((q for u in sessions for q in sim.benign(u, days=(0, 8))), key=lambda q: q.time)
@@ -153,7 +159,9 @@ def test_enumeration_through_refused_calls_is_flagged(tmp_path: Path) -> None:
             eve.collection("scans").search(code=np.frombuffer(q.code, np.uint8), k=q.k)
     logged = list(store.monitor.log)[before:]
     assert len(logged) == len(plan) and all(e.denied and e.reason == "permission" for e in logged)
-    assert [e.code for e in logged] == [q.code for q in plan]  # the double stores codes unsalted
+    assert [e.code for e in logged] == [
+        _codes(store, "code", np.frombuffer(q.code, np.uint8))[1] for q in plan
+    ]
     (entry,) = [e for e in store.monitor.report() if e["principal"] == "eve"]
     assert any("denied" in r for r in entry["reasons"])
     store.close()

@@ -1,7 +1,6 @@
 """store.monitor through the access layer: every session search is logged (sealed) and guarded.
 
-Runs on the access engineer's in-memory store double (``tests/_access_double.py``) plus
-:class:`securecmr.monitor.MonitorMixin`, wired exactly as the facade wires it.
+Runs on the real store (brute-force index) with its query monitor.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _access_double import DItem
 from _monitor_helpers import MStore
 
+from securecmr import Item
 from securecmr.errors import BlockedError, DecryptionError, PermissionDeniedError
 from securecmr.monitor import (
     QueryAnomalyDetector,
@@ -29,7 +28,7 @@ def test_session_searches_are_logged_guarded_and_audited(tmp_path: Path) -> None
     codes, topics = synthetic_collection(150, n_topics=5, seed=9)
     admin = store.session(store.create_user("root", role="admin"))
     coll = admin.create_collection("scans", bits=64)
-    coll.add([DItem(f"patient-{i}", codes={"image": codes[i]}) for i in range(len(codes))])
+    coll.add([Item(f"patient-{i}", codes={"image": codes[i]}) for i in range(len(codes))])
     sim = TrafficSimulator(codes, topics, seed=9)
     sessions = {u: store.session(store.create_user(u, role="reader")) for u in ("ana", "ben", "cy", "dee")}
     plan = sorted((q for u in sessions for q in sim.benign(u, days=(0, 8))), key=lambda q: q.time)
@@ -37,7 +36,7 @@ def test_session_searches_are_logged_guarded_and_audited(tmp_path: Path) -> None
         now[0] = q.time
         sessions[q.principal].collection("scans").search(code=np.frombuffer(q.code, np.uint8), k=q.k)
     assert len(store.monitor.log) == len(plan)
-    raw = (tmp_path / "monitor" / "queries.log").read_bytes()
+    raw = (tmp_path / "store" / "monitor" / "queries.log").read_bytes()
     assert b"ana" not in raw and b"patient-" not in raw  # sealed at rest, ids keyed
 
     store.monitor.fit(detector=QueryAnomalyDetector(stride=8))  # windows more often: short history

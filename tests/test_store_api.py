@@ -54,7 +54,8 @@ def test_persist_reopen_and_fields(tmp_path: Path) -> None:
         assert hit.id == "patient-00009" and hit.score == 1.0 and hit.distance == 0
         assert hit.labels == ("label-1xq",) and hit.attrs["site"] == "site-1zz" and hit.ref == "ref-9.png"
         assert hit.modality == "image"
-        assert coll.search(code=q, k=0) == []
+        with pytest.raises(ConfigurationError, match="k must be"):
+            coll.search(code=q, k=0)  # k >= 1 on every path
         assert len(coll.search(code=q, k=500)) == 50
 
 

@@ -12,9 +12,9 @@ import pytest
 from _store_helpers import PASS, brute, items, new_store
 
 import securecmr
+from securecmr._types import MODALITIES
 from securecmr.errors import IntegrityError, LegalHoldError
 from securecmr.store._blocks import BLOCK_ROWS
-from securecmr.store._types import MODALITIES
 
 
 def _write_format1(coll: securecmr.Collection, data: list[securecmr.Item], expires: float | None) -> None:

@@ -27,7 +27,7 @@ def test_cli_lifecycle(tmp_path: Path) -> None:
     assert _run(["store", "init", st], env)[0] == 0
     assert _run(["collection", "create", st, "c", "--bits", "64", "--protection", "salted"], env)[0] == 0
     assert _run(["purge", st], env)[0] == 0
-    code, out = _run(["compact", st], env)
+    code, out = _run(["compact", st, "--json"], env)
     assert code == 0 and json.loads(out)["count"] == 0
     assert _run(["keys", "rotate", st, "--reencrypt"], env)[0] == 0
     with pytest.raises(DecryptionError):

@@ -1,6 +1,9 @@
 """Index the LPM lecture slides into a protected store, course by course, and search them as students.
 
-    .venv/bin/python examples/education/lpm_course_search.py --data ../shared/data/lpm [--limit 2000]
+    .venv/bin/python examples/education/lpm_course_search.py --data ../shared/data [--limit 2000]
+
+``--data`` is the shared data folder (it must hold ``lpm/``), like the other examples, or the
+``lpm`` folder itself.
 
 One school (the tenant ``lpm-school``): its admin creates a salted+encrypted collection with the
 course policy ``item.course in user.courses``; a teacher (curator of all eleven LPM courses) uploads
@@ -35,14 +38,17 @@ QUESTIONS = [
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "lpm")
+    p.add_argument(
+        "--data", type=Path, default=REPO.parent / "shared" / "data", help="data root holding lpm/"
+    )
     p.add_argument("--models", type=Path, default=None, help="model dir (default $SECURECMR_HOME/models)")
     p.add_argument("--int8", action="store_true", help="use the int8 text encoder")
     p.add_argument("--limit", type=int, default=0, help="index only the first N slides (0 = all)")
     p.add_argument("-k", type=int, default=5)
     args = p.parse_args()
 
-    slides = load_lpm(args.data)
+    data = args.data / "lpm" if (args.data / "lpm").is_dir() else args.data
+    slides = load_lpm(data)
     if args.limit:
         slides = slides[: args.limit]
     courses = sorted({s.course for s in slides})

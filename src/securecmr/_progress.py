@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["progress"]
+__all__ = ["progress", "stage"]
 
 T = TypeVar("T")
 
@@ -22,6 +24,13 @@ def _enabled(show: bool | None, total: int | None, min_total: int) -> bool:
     return sys.stderr.isatty()
 
 
+def _plain(show: bool | None, total: int | None, min_total: int) -> bool:
+    """Plain log lines instead of a bar: long work, not on a terminal, not switched off."""
+    if show is not None or os.environ.get("SECURECMR_NO_PROGRESS"):
+        return False
+    return total is not None and total >= min_total and not sys.stderr.isatty()
+
+
 def progress(
     items: Iterable[T],
     *,
@@ -29,13 +38,27 @@ def progress(
     description: str = "working",
     show: bool | None = None,
     min_total: int = 256,
+    count: Callable[[T], int] | None = None,
+    units: int | None = None,
+    unit: str = "items",
 ) -> Iterator[T]:
     """Yield ``items``, drawing a progress bar on stderr when the work is long.
 
-    ``show=None`` (default) draws only on a terminal and only when ``total >= min_total``.
+    ``show=None`` (default) draws only on a terminal and only when ``total >= min_total``; off a
+    terminal (piped, logged) long work prints one plain line when it starts and one when it ends.
+    With ``count`` (items per element, e.g. per batch) and ``units`` (their sum) the bar counts
+    ``unit`` (images, texts, items), not batches.
     """
+    shown_total = units if count is not None and units is not None else total
     if not _enabled(show, total, min_total):
+        if not _plain(show, total, min_total):
+            yield from items
+            return
+        start = time.monotonic()
+        print(f"{description}: {shown_total} {unit}", file=sys.stderr, flush=True)
         yield from items
+        took = time.monotonic() - start
+        print(f"{description}: done, {shown_total} {unit} in {took:.1f} s", file=sys.stderr, flush=True)
         return
     from rich.console import Console
     from rich.progress import (
@@ -51,12 +74,71 @@ def progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn(unit),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=shown_total)
         for item in items:
             yield item
-            bar.advance(task)
+            bar.advance(task, count(item) if count is not None else 1)
+
+
+@contextlib.contextmanager
+def stage(
+    description: str,
+    total: int,
+    *,
+    unit: str = "items",
+    show: bool | None = None,
+    log: bool = True,
+) -> Iterator[Callable[[int], None]]:
+    """A stage of long work counted in ``unit`` (items, not batches); yields ``advance(n)``.
+
+    On a terminal it draws a bar; otherwise (piped, logged, CI) it prints one plain line when
+    the stage starts and one when it ends, unless ``log=False`` or SECURECMR_NO_PROGRESS is set.
+    """
+    bar_on = (
+        show
+        if show is not None
+        else (not os.environ.get("SECURECMR_NO_PROGRESS") and sys.stderr.isatty() and total > 0)
+    )
+    if bar_on:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(unit),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+        return
+    plain = log and not os.environ.get("SECURECMR_NO_PROGRESS")
+    done = [0]
+    start = time.monotonic()
+    if plain:
+        print(f"{description}: {total} {unit}", file=sys.stderr, flush=True)
+
+    def advance(n: int) -> None:
+        done[0] += n
+
+    yield advance
+    if plain:
+        took = time.monotonic() - start
+        print(f"{description}: done, {done[0]} {unit} in {took:.1f} s", file=sys.stderr, flush=True)

@@ -22,6 +22,7 @@ subclass also inherits the builtin that matches its meaning, so ``except ValueEr
     ├── StoreError                                 the embedded store
     │   ├── StoreNotFoundError (FileNotFoundError) the directory is not a securecmr store
     │   ├── StoreExistsError (FileExistsError)     ``Store.create`` on an existing store
+    │   ├── StoreClosedError                       a call on a closed store or its sessions
     │   ├── StoreLockedError (BlockingIOError)     another process holds the writer lock
     │   ├── CollectionNotFoundError (LookupError)  unknown collection (or not visible to you)
     │   ├── CollectionExistsError (ValueError)     duplicate collection name
@@ -34,6 +35,8 @@ subclass also inherits the builtin that matches its meaning, so ``except ValueEr
     ├── CryptoError                                keys and sealing
     │   ├── DecryptionError (ValueError)           wrong key/passphrase or tampered data: one opaque error
     │   └── KeyringError (ValueError)              keyring missing, locked or inconsistent
+    ├── UserExistsError (ValueError)               creating a user that exists (no silent replacement)
+    ├── UserNotFoundError (LookupError)            no such user
     ├── AuthenticationError (PermissionError)      forged, expired, revoked or malformed token
     ├── PermissionDeniedError (PermissionError)    the principal lacks the permission
     │   ├── ThrottledError                         the guard slowed this principal down
@@ -79,11 +82,14 @@ __all__ = [
     "SecureCMRError",
     "SerializationError",
     "ShapeError",
+    "StoreClosedError",
     "StoreError",
     "StoreExistsError",
     "StoreLockedError",
     "StoreNotFoundError",
     "ThrottledError",
+    "UserExistsError",
+    "UserNotFoundError",
     "VideoDecodeError",
     "WorkerError",
 ]
@@ -165,6 +171,10 @@ class StoreExistsError(StoreError, FileExistsError):
     """A store already exists at that path."""
 
 
+class StoreClosedError(StoreError):
+    """The store (or a session or collection of it) was closed; open it again."""
+
+
 class StoreLockedError(StoreError, BlockingIOError):
     """Another process holds the store's writer lock."""
 
@@ -211,6 +221,14 @@ class DecryptionError(CryptoError, ValueError):
 
 class KeyringError(CryptoError, ValueError):
     """The keyring is missing, locked or inconsistent."""
+
+
+class UserExistsError(SecureCMRError, ValueError):
+    """A user of that name exists; it is never silently replaced."""
+
+
+class UserNotFoundError(SecureCMRError, LookupError):
+    """No user of that name."""
 
 
 class AuthenticationError(SecureCMRError, PermissionError):

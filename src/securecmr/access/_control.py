@@ -7,6 +7,7 @@ The facade calls it; it never imports the facade (imports point down: facade -> 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -15,10 +16,16 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..audit import HIPAA_RETENTION_DAYS, AuditAnchor, AuditLog
-from ..errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from ..errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PermissionDeniedError,
+    UserExistsError,
+    UserNotFoundError,
+)
 from ._filter import AllowedSetCache
 from ._registry import User, UserRegistry, check_attrs, check_name, check_tenant
 from ._roles import Permission, Role
@@ -28,6 +35,20 @@ __all__ = ["OPERATOR", "AccessControl"]
 
 OPERATOR = "@operator"  # the principal of calls made with the store passphrase, not a token
 DEFAULT_TOKEN_TTL_HOURS = 24.0 * 90
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _changes_registry(method: _F) -> _F:
+    """Run a method that changes users or roles under the store's writer lock (refused readonly)."""
+
+    @functools.wraps(method)
+    def wrapper(self: AccessControl, *args: Any, **kwargs: Any) -> Any:
+        with self._changing():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _subkey(secret: bytes, label: str) -> bytes:
@@ -52,9 +73,10 @@ class AccessControl:
 
     ``secret`` (32 bytes, from the store keyring) derives the token, registry and audit keys.
     ``clock`` returns unix seconds and drives token expiry and audit timestamps. A store passes
-    ``guard`` (the writer lock, held around every change of users and roles), ``anchor`` (where
-    the audit log's newest checkpoint is sealed), ``registry_floor``/``on_registry_save`` (the
-    registry version kept in the store state) and ``readonly`` (no registry change, no checkpoint).
+    ``guard`` (its write lock, held around every change of users and roles, across processes),
+    ``anchor`` (where the audit log's newest checkpoint is sealed), ``registry_floor`` and
+    ``on_registry_save`` (the registry version kept in the store state, so an older copy of the
+    registry put back fails) and ``readonly`` (no registry change, no checkpoint).
     """
 
     def __init__(
@@ -100,7 +122,6 @@ class AccessControl:
         )
 
     def _changing(self) -> AbstractContextManager[Any]:
-        """Held around every change of users and roles (the store's writer lock)."""
         if self.readonly:
             from ..errors import StoreError
 
@@ -130,6 +151,7 @@ class AccessControl:
         self.audit.close()
 
     # ------------------------------------------------------------------ users and roles
+    @_changes_registry
     def create_user(
         self,
         name: str,
@@ -139,23 +161,30 @@ class AccessControl:
         attrs: dict[str, Any] | None = None,
         ttl_hours: float = DEFAULT_TOKEN_TTL_HOURS,
         by: User | None = None,
-    ) -> str:
-        """Create (or re-key) a user and return a fresh token; only its hash is stored."""
-        with self._changing():
-            return self._create_user(name, role=role, tenant=tenant, attrs=attrs, ttl_hours=ttl_hours, by=by)
+        exist_ok: bool = False,
+    ) -> str | None:
+        """Create a user and return a fresh token; only its hash is stored.
 
-    def _create_user(
-        self,
-        name: str,
-        *,
-        role: str,
-        tenant: str | None,
-        attrs: dict[str, Any] | None,
-        ttl_hours: float,
-        by: User | None,
-    ) -> str:
+        A user of that name that exists (and is not revoked) is never replaced: UserExistsError,
+        or with ``exist_ok=True`` None and nothing changes. Role, tenant and attribute changes go
+        through :meth:`update_user`; a new token through :meth:`issue_token`."""
         actor = by.name if by is not None else OPERATOR
         actor_tenant = by.tenant if by is not None else None
+        current = self.registry.users.get(name) if isinstance(name, str) else None
+        if current is not None and not current.revoked:
+            if by is not None and by.tenant is not None and current.tenant != by.tenant:
+                exc: Exception = PermissionDeniedError("you may not manage this user")
+            elif exist_ok:
+                return None
+            else:
+                exc = UserExistsError(
+                    f"a user named {name!r} already exists; change it with update_user, "
+                    "or pass exist_ok=True to leave it as it is"
+                )
+            self.audit.append(
+                "user.create", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise exc
         try:
             name = check_name(name)
             tenant = check_tenant(tenant)
@@ -192,12 +221,9 @@ class AccessControl:
         )
         return token
 
+    @_changes_registry
     def revoke_user(self, name: str, *, by: User | None = None) -> None:
         """Revoke every token of ``name``; later calls with them raise AuthenticationError."""
-        with self._changing():
-            self._revoke_user(name, by=by)
-
-    def _revoke_user(self, name: str, *, by: User | None) -> None:
         actor = by.name if by is not None else OPERATOR
         actor_tenant = by.tenant if by is not None else None
         user = self.registry.users.get(name) if isinstance(name, str) else None
@@ -216,12 +242,105 @@ class AccessControl:
         self.registry.save()
         self.audit.append("user.revoke", principal=actor, tenant=actor_tenant, detail={"user": name})
 
+    @_changes_registry
+    def update_user(
+        self,
+        name: str,
+        *,
+        role: str | None = None,
+        tenant: str | object | None = ...,
+        attrs: dict[str, Any] | None = None,
+        by: User | None = None,
+    ) -> User:
+        """Change a user's role, tenant (``None`` for none) or attributes (replaced as a whole);
+        the user's tokens stay valid and carry the new rights at once. Audited with the old and
+        new values (attribute keys only)."""
+        actor = by.name if by is not None else OPERATOR
+        actor_tenant = by.tenant if by is not None else None
+        user = self.registry.users.get(name) if isinstance(name, str) else None
+        try:
+            if user is None or (by is not None and by.tenant is not None and user.tenant != by.tenant):
+                raise UserNotFoundError(f"no user named {name!r}")
+            if by is not None:
+                self._require_user_admin(by, user.tenant)
+            new_role = user.role if role is None else role
+            self.registry.role(new_role)
+            new_tenant = user.tenant if tenant is ... else check_tenant(tenant)
+            if by is not None and by.tenant is not None and new_tenant != by.tenant:
+                raise PermissionDeniedError("an admin manages users of their own tenant only")
+            new_attrs = user.attrs if attrs is None else check_attrs(attrs)
+        except (ConfigurationError, PermissionDeniedError, UserNotFoundError) as exc:
+            self.audit.append(
+                "user.update", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise
+        changes: dict[str, Any] = {}
+        if new_role != user.role:
+            changes["role"] = [user.role, new_role]
+        if new_tenant != user.tenant:
+            changes["tenant"] = [user.tenant, new_tenant]
+        if new_attrs != user.attrs:
+            changes["attrs"] = [sorted(user.attrs), sorted(new_attrs)]
+        user.role, user.tenant, user.attrs = new_role, new_tenant, new_attrs
+        self.registry.save()
+        self.audit.append(
+            "user.update", principal=actor, tenant=actor_tenant, detail={"user": name, "changes": changes}
+        )
+        return user
+
+    @_changes_registry
+    def issue_token(
+        self, name: str, *, ttl_hours: float = DEFAULT_TOKEN_TTL_HOURS, by: User | None = None
+    ) -> str:
+        """A new token for an existing, active user (older tokens stay valid until they expire or
+        the user is revoked). Audited."""
+        actor = by.name if by is not None else OPERATOR
+        actor_tenant = by.tenant if by is not None else None
+        user = self.registry.users.get(name) if isinstance(name, str) else None
+        try:
+            if user is None or user.revoked or (
+                by is not None and by.tenant is not None and user.tenant != by.tenant
+            ):
+                raise UserNotFoundError(f"no active user named {name!r}")
+            if by is not None:
+                self._require_user_admin(by, user.tenant)
+            if ttl_hours <= 0:
+                raise ConfigurationError("ttl_hours must be positive")
+        except (ConfigurationError, PermissionDeniedError, UserNotFoundError) as exc:
+            self.audit.append(
+                "user.token", principal=actor, tenant=actor_tenant, outcome="denied", reason=str(exc)
+            )
+            raise
+        now = self.clock()
+        token, claims = self._signer.issue(name, now=now, ttl_seconds=ttl_hours * 3600.0)
+        user.tokens.append({"hash": token_hash(token), "jti": claims.token_id, "exp": claims.expires_at})
+        self.registry.save()
+        self.audit.append("user.token", principal=actor, tenant=actor_tenant, detail={"user": name})
+        return token
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user's public record: name, role, tenant, attrs, times, active tokens (no hashes)."""
+        now = self.clock()
+        out = []
+        for user in sorted(self.registry.users.values(), key=lambda u: u.name):
+            live = [t for t in user.tokens if float(t.get("exp", 0)) > now]
+            out.append(
+                {
+                    "name": user.name,
+                    "role": user.role,
+                    "tenant": user.tenant,
+                    "attrs": dict(user.attrs),
+                    "created_at": user.created_at,
+                    "revoked_at": user.revoked_at,
+                    "tokens": len(live),
+                    "expires_at": max((float(t["exp"]) for t in live), default=None),
+                }
+            )
+        return out
+
+    @_changes_registry
     def add_role(self, role: Role, *, by: User | None = None) -> None:
         """Register (or replace) a custom role."""
-        with self._changing():
-            self._add_role(role, by=by)
-
-    def _add_role(self, role: Role, *, by: User | None) -> None:
         actor = by.name if by is not None else OPERATOR
         if by is not None and self.registry.role(by.role).name != "admin":
             self.audit.append("role.add", principal=actor, outcome="denied", reason="admin role required")

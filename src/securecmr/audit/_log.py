@@ -644,6 +644,11 @@ class AuditLog:
         """Write the group-committed records now (also done within the bound, on verify and on close)."""
         self._flush()
 
+    def sync(self) -> None:
+        """Make every record appended so far durable (a write's record already is when ``append``
+        returns; this also writes and fsyncs the group-committed reads)."""
+        self._flush()
+
     def _flush(self, extra: list[dict[str, Any]] | None = None) -> None:
         with self._file_lock():
             with self._cv:

@@ -16,7 +16,12 @@ import typer
 __all__ = ["register", "run_demo"]
 
 QUERIES = [
-    "a cat", "a rocket launch", "a hot drink", "a person in space", "a flower in bloom", "a building in Asia",
+    "a cat",
+    "a rocket launch",
+    "a hot drink",
+    "a person in space",
+    "a flower in bloom",
+    "a building in Asia",
 ]
 
 
@@ -73,8 +78,12 @@ def run_demo(console: Any, json_out: bool = False, *, k: int = 3) -> dict[str, A
 
 
 def _store_search(
-    names: list[str], captions: list[str], img_vecs: np.ndarray, cap_vecs: np.ndarray,
-    query_vecs: np.ndarray, k: int,
+    names: list[str],
+    captions: list[str],
+    img_vecs: np.ndarray,
+    cap_vecs: np.ndarray,
+    query_vecs: np.ndarray,
+    k: int,
 ) -> dict[str, Any]:
     """Index images and captions in a protected collection (128-bit zero-shot codes, salted and
     encrypted) in a temp folder and run the same searches there (Hamming scores)."""
@@ -97,15 +106,23 @@ def _store_search(
                 return captions[names.index(str(item_id).split(":", 1)[1])]
 
             t2i = [
-                {"query": q, "results": [
-                    {"image": str(h.id), "score": round(float(h.score), 4)}
-                    for h in col.search(vector=v, query_modality="text", modality="image", k=k)]}
+                {
+                    "query": q,
+                    "results": [
+                        {"image": str(h.id), "score": round(float(h.score), 4)}
+                        for h in col.search(vector=v, query_modality="text", modality="image", k=k)
+                    ],
+                }
                 for q, v in zip(QUERIES, query_vecs, strict=True)
             ]
             i2t = [
-                {"image": n, "results": [
-                    {"caption": caption_of(h.id), "score": round(float(h.score), 4)}
-                    for h in col.search(vector=v, query_modality="image", modality="text", k=k)]}
+                {
+                    "image": n,
+                    "results": [
+                        {"caption": caption_of(h.id), "score": round(float(h.score), 4)}
+                        for h in col.search(vector=v, query_modality="image", modality="text", k=k)
+                    ],
+                }
                 for n, v in zip(names, img_vecs, strict=True)
             ]
             info = {"collection": "photos", "bits": col.bits, "protection": col.protection, "items": len(col)}
@@ -113,8 +130,14 @@ def _store_search(
             from ..access import run_access_demo
 
             access = run_access_demo(
-                store, None, query_vecs[0], k=k, bits=128, vectors=dict(zip(names, img_vecs, strict=True)),
-                modality="image", query_modality="text",
+                store,
+                None,
+                query_vecs[0],
+                k=k,
+                bits=128,
+                vectors=dict(zip(names, img_vecs, strict=True)),
+                modality="image",
+                query_modality="text",
             )
             info["access"] = {**access, "query": QUERIES[0]}
         finally:
@@ -166,9 +189,7 @@ def _print(console: Any, result: dict[str, Any], k: int) -> None:
     console.print(t)
     a = p.get("access")
     if a:
-        console.print(
-            f"\nAccess control: policy item.department in user.departments; query {a['query']!r}:"
-        )
+        console.print(f"\nAccess control: policy item.department in user.departments; query {a['query']!r}:")
         for user, info in a["users"].items():
             shown = ", ".join(f"{x['id']} ({x['department']})" for x in info["results"])
             console.print(f"  {user} ({', '.join(info['departments'])}) sees: {shown}")

@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
+from ._app import group
+from ._common import JSON, emit
+
 __all__ = ["register"]
 
-models_app = typer.Typer(help="Export and verify the ONNX encoder models.", no_args_is_help=True)
+models_app = group("Export and verify the ONNX encoder models.")
 
 
 @models_app.command("export")
@@ -20,6 +23,7 @@ def export_cmd(
     ] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Also build the int8 (quantised) models.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if a verified export exists.")] = False,
+    as_json: JSON = False,
 ) -> None:
     """Build the text (all-MiniLM-L6-v2) and image (EfficientNet-Lite0 + ConSE) encoders as ONNX."""
     from rich.console import Console
@@ -28,7 +32,7 @@ def export_cmd(
 
     console = Console(stderr=True)
     out = export_models(directory, int8=int8, force=force, on_step=lambda msg: console.print(f"• {msg}"))
-    typer.echo(str(out))
+    emit(as_json, {"dir": str(out)}, str(out))
 
 
 @models_app.command("verify")
@@ -36,7 +40,7 @@ def verify_cmd(
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Model folder (default $SECURECMR_HOME/models).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JSON = False,
 ) -> None:
     """Check every model file against the sha256 in manifest.json (exit 1 on any problem)."""
     from ..encoders import verify_models

@@ -89,7 +89,8 @@ class ImageEncoder:
         it = iter(rgbs)
         starts = range(0, n, batch_size)
         for s in progress(starts, total=len(starts), description=description, show=show_progress,
-                          min_total=max(1, 64 // batch_size)):
+                          min_total=max(1, 64 // batch_size), count=lambda s: min(batch_size, n - s),
+                          units=n, unit="images"):
             m = min(batch_size, n - s)
             batch = np.stack([self._pixels(next(it)) for _ in range(m)])
             out[s : s + m] = self._run(batch, output)

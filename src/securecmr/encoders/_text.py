@@ -99,8 +99,10 @@ class TextEncoder:
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
         starts = range(0, len(items), batch_size)
+        n_items = len(items)
         for s in progress(starts, total=len(starts), description="encoding texts", show=show_progress,
-                          min_total=max(1, 256 // batch_size)):
+                          min_total=max(1, 256 // batch_size), count=lambda s: min(batch_size, n_items - s),
+                          units=n_items, unit="texts"):
             idx = order[s : s + batch_size]
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)

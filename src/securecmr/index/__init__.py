@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import IndexBackend
+from ._base import IndexBackend, IndexBase, topk_rows
 from ._brute import BruteForceIndex
 from ._faiss import FaissBinaryIndex
-from ._milvus import MilvusConnection, MilvusIndex
+from ._milvus import INDEX_TYPES, MilvusConnection, MilvusIndex, milvus_names, row_keys
 
 __all__ = [
     "BACKENDS",
+    "INDEX_TYPES",
     "BruteForceIndex",
     "FaissBinaryIndex",
     "IndexBackend",
+    "IndexBase",
     "MilvusConnection",
     "MilvusIndex",
     "make_index",
+    "milvus_names",
+    "row_keys",
+    "topk_rows",
 ]
 
 BACKENDS = ("faiss", "brute", "milvus")

@@ -2,8 +2,12 @@
 
 Contract: results are sorted by (distance, row position) ascending, so among equal distances the
 earlier-added row comes first. ``remove(rows)`` deletes rows and keeps the order of the rest.
-A backend may also offer ``search_one(query, k) -> [(distance, row), ...]`` (same order, missing
-rows left out): the store uses it for single queries when present.
+
+The protocol declares every method the engine calls; :class:`IndexBase` gives the natural
+defaults (``search_one`` through ``search``, ``sync`` by adding every code, no-op ``commit`` and
+``compact``, ``subset`` as an in-memory copy of some rows), so a backend implements only what it
+does differently. A backend that filters natively (Milvus) sets ``pushdown`` and implements
+``search_filtered``; the engine then hands it the allowed items instead of building a subset.
 """
 
 from __future__ import annotations
@@ -12,16 +16,20 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["IndexBackend", "sort_results"]
+from ..errors import ConfigurationError
+
+__all__ = ["IndexBackend", "IndexBase", "sort_results", "topk_rows"]
 
 
 @runtime_checkable
 class IndexBackend(Protocol):
     bits: int
+    persistent: bool  # rows carry keys (``add(codes, keys)``); ``sync``/``commit`` keep the backend current
+    pushdown: bool  # ``search_filtered`` filters inside the backend
 
     def __len__(self) -> int: ...
 
-    def add(self, codes: np.ndarray) -> None: ...
+    def add(self, codes: np.ndarray, keys: np.ndarray | None = None) -> None: ...
 
     def remove(self, rows: np.ndarray) -> None: ...
 
@@ -32,6 +40,101 @@ class IndexBackend(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances int32 (nq, k), rows int64 (nq, k)); missing slots have row -1."""
         ...
+
+    def search_one(self, query: np.ndarray, k: int) -> list[tuple[int, int]]:
+        """One query's top ``k`` as sorted (distance, row) pairs, missing rows left out."""
+        ...
+
+    def search_filtered(
+        self, queries: np.ndarray, k: int, *, seqs: np.ndarray | None = None, modality: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, among the codes of items ``seqs`` and of ``modality`` (``pushdown``)."""
+        ...
+
+    def subset(self, rows: np.ndarray) -> IndexBackend:
+        """A new in-memory index over the codes of ``rows`` (sorted), in that order."""
+        ...
+
+    def sync(self, codes: np.ndarray, keys: np.ndarray, gen: int) -> bool:
+        """Load the durable record's codes (row keys and generation for a persistent backend);
+        True when the backend had to be rebuilt."""
+        ...
+
+    def commit(self, gen: int) -> None:
+        """The engine committed generation ``gen`` (a persistent backend records it)."""
+        ...
+
+    def compact(self) -> None:
+        """Drop deleted rows from the backend's own files (after ``store.compact()``)."""
+        ...
+
+
+class IndexBase:
+    """Defaults for the optional parts of :class:`IndexBackend`."""
+
+    bits: int
+    persistent = False
+    pushdown = False
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def add(self, codes: np.ndarray, keys: np.ndarray | None = None) -> None:
+        raise NotImplementedError
+
+    def codes(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def search_one(self, query: np.ndarray, k: int) -> list[tuple[int, int]]:
+        dist, rows = self.search(np.ascontiguousarray(query, dtype=np.uint8).reshape(1, -1), k)
+        return [(d, r) for d, r in zip(dist[0].tolist(), rows[0].tolist(), strict=True) if r >= 0]
+
+    def search_filtered(
+        self, queries: np.ndarray, k: int, *, seqs: np.ndarray | None = None, modality: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise ConfigurationError(f"{type(self).__name__} does not filter natively (pushdown is False)")
+
+    def subset(self, rows: np.ndarray) -> IndexBackend:
+        from ._brute import BruteForceIndex
+
+        sub = BruteForceIndex(self.bits)
+        sub.add(np.take(self.codes(), np.asarray(rows, dtype=np.int64), axis=0))
+        return sub
+
+    def sync(self, codes: np.ndarray, keys: np.ndarray, gen: int) -> bool:
+        if codes.shape[0]:
+            self.add(codes)
+        return bool(codes.shape[0])
+
+    def commit(self, gen: int) -> None:
+        return None
+
+    def compact(self) -> None:
+        return None
+
+
+def topk_rows(
+    dist: np.ndarray, rows: np.ndarray, row_seq: np.ndarray, k: int, distinct: bool
+) -> list[tuple[list[int], list[int], np.ndarray]]:
+    """Per query: the first ``k`` items of one sorted (distance, row) answer as (seqs, distances,
+    rows), missing rows dropped and, when ``distinct``, each item kept at its best (first) row only.
+    The one place where top-k rows become top-k items."""
+    out = []
+    for q in range(rows.shape[0]):
+        r = rows[q]
+        valid = r >= 0
+        r, d = r[valid], dist[q][valid]
+        seqs = row_seq[r]
+        if distinct and seqs.size > 1:
+            _, first = np.unique(seqs, return_index=True)
+            first.sort()
+            first = first[:k]
+            r, d, seqs = r[first], d[first], seqs[first]
+        out.append((seqs[:k].tolist(), d[:k].tolist(), r[:k]))
+    return out
 
 
 def sort_results(dist: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import sort_results
+from ._base import IndexBase, sort_results
 
 __all__ = ["BruteForceIndex"]
 
 _POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 
 
-class BruteForceIndex:
+class BruteForceIndex(IndexBase):
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self._codes = np.zeros((0, bits // 8), dtype=np.uint8)
@@ -22,7 +22,7 @@ class BruteForceIndex:
     def __len__(self) -> int:
         return int(self._codes.shape[0])
 
-    def add(self, codes: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, keys: np.ndarray | None = None) -> None:
         self._codes = np.vstack([self._codes, np.ascontiguousarray(codes, dtype=np.uint8)])
 
     def remove(self, rows: np.ndarray) -> None:

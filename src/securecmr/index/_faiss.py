@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from .._lazy import require
-from ._base import sort_results
+from ._base import IndexBackend, IndexBase, sort_results
 
 __all__ = ["FaissBinaryIndex"]
 
 
-class FaissBinaryIndex:
+class FaissBinaryIndex(IndexBase):
     def __init__(self, bits: int) -> None:
         self.bits = bits
         self._faiss: Any = require("faiss", package="faiss-cpu", extra="index")
@@ -24,7 +24,7 @@ class FaissBinaryIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def add(self, codes: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, keys: np.ndarray | None = None) -> None:
         if codes.shape[0]:
             self._index.add(np.ascontiguousarray(codes, dtype=np.uint8))
 
@@ -35,6 +35,11 @@ class FaissBinaryIndex:
     def codes(self) -> np.ndarray:
         n = len(self)
         return self._faiss.vector_to_array(self._index.xb).reshape(n, self.bits // 8)
+
+    def subset(self, rows: np.ndarray) -> IndexBackend:
+        sub = FaissBinaryIndex(self.bits)
+        sub.add(np.take(self.codes(), np.asarray(rows, dtype=np.int64), axis=0))
+        return sub
 
     def search_one(self, query: np.ndarray, k: int) -> list[tuple[int, int]]:
         """One query's top ``k`` as sorted (distance, row) pairs (no arrays to build for one query)."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import ConfigurationError, IndexUnavailableError, SecureCMRError
-from ._base import sort_results
+from ._base import IndexBase, sort_results
 
 __all__ = ["INDEX_TYPES", "TOKEN_ENV", "MilvusConnection", "MilvusIndex", "milvus_names", "row_keys"]
 
@@ -211,7 +211,7 @@ def _digest(keys: np.ndarray, codes: np.ndarray) -> int:
         return int(h.sum(dtype=np.uint64))
 
 
-class MilvusIndex:
+class MilvusIndex(IndexBase):
     """The :class:`~securecmr.index.IndexBackend` protocol over one tenant of a Milvus collection.
 
     Rows are addressed by position, like the in-memory backends; the backend keeps each row's key
@@ -221,6 +221,7 @@ class MilvusIndex:
     """
 
     persistent = True
+    pushdown = True
     max_limit = MAX_LIMIT
 
     def __init__(

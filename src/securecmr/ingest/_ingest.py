@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress
+from .._types import Item
+from ..access import CollectionView
 from ..errors import ConfigurationError, ManifestError
-from ..store._collection import Collection
-from ..store._types import Item
+from ..store import CollectionOps
 from ._engines import ENGINES, run_process, run_ray, run_serial
 from ._journal import Journal, RejectsFile
 from ._manifest import Reject, Row, iter_batches
@@ -63,9 +64,10 @@ def _scan(path: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def _stored(coll: Collection, item_id: Any) -> bool:
-    engine = coll._engine
-    return engine.id_hmac(item_id) in engine.seq_of
+def _stored(ops: CollectionOps, item_id: Any) -> bool:
+    engine = ops.engine
+    with ops.lock.read():
+        return engine.id_hmac(item_id) in engine.seq_of
 
 
 def ingest(
@@ -93,8 +95,8 @@ def ingest(
     already-stored id) are written to ``rejects`` (default ``<manifest>.rejects.jsonl``: line number
     and reason) and the job goes on.
     """
-    inner = getattr(collection, "_inner", collection)
-    if not isinstance(inner, Collection):
+    inner = collection._port if isinstance(collection, CollectionView) else None
+    if not isinstance(inner, CollectionOps):
         raise ConfigurationError("ingest() takes a securecmr Collection (store.collection(name))")
     if engine not in ENGINES:
         raise ConfigurationError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -111,14 +113,13 @@ def ingest(
     path = Path(manifest)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
-    store = inner._store
-    store._check_writable()
+    inner.check_writable()
 
     t0 = time.perf_counter()
     sha, n_lines = _scan(path)
     journal = Journal.open(
-        store.path / "ingest",
-        inner._engine.cid,
+        inner.directory / "ingest",
+        inner.engine.cid,
         sha,
         batch_size,
         resume=resume,
@@ -161,11 +162,11 @@ def ingest(
     results: Iterator[BatchResult] | None = None
     try:
         if workers == 0:
-            results = run_serial(BatchEncoder(inner.hasher, inner.bits, _model_dir()), work())
+            results = run_serial(BatchEncoder(inner.encoders.hasher, inner.bits, _model_dir()), work())
         else:
             from ..store._encode import hasher_to_bytes
 
-            config = WorkerConfig(hasher_to_bytes(inner.hasher), inner.bits, str(_model_dir()))
+            config = WorkerConfig(hasher_to_bytes(inner.encoders.hasher), inner.bits, str(_model_dir()))
             runner = run_ray if engine == "ray" else run_process
             results = runner(config, work(), workers)
         todo = n_batches - len(journal.done) - len(journal.adding)

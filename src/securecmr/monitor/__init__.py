@@ -14,6 +14,7 @@ from ._events import QueryEvent, QueryLog, keyed_id
 from ._features import FEATURE_NAMES, PrincipalTracker, hour_profile, principal_features
 from ._guard import Alert, GuardPolicy, QueryGuard
 from ._mixin import MonitorMixin, open_store_monitor
+from ._rules import MonitorRules, RuleGuard
 from ._simulator import (
     ATTACKS,
     HammingIndex,
@@ -32,12 +33,14 @@ __all__ = [
     "GuardPolicy",
     "HammingIndex",
     "MonitorMixin",
+    "MonitorRules",
     "PlannedQuery",
     "PrincipalTracker",
     "QueryAnomalyDetector",
     "QueryEvent",
     "QueryGuard",
     "QueryLog",
+    "RuleGuard",
     "StoreMonitor",
     "TrafficSimulator",
     "hash_vectors",

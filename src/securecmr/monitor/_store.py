@@ -21,6 +21,7 @@ from ..errors import MonitorError
 from ._detector import QueryAnomalyDetector
 from ._events import QueryEvent, QueryLog, keyed_id
 from ._guard import Alert, GuardPolicy, QueryGuard
+from ._rules import MonitorRules, RuleGuard
 
 __all__ = ["StoreMonitor"]
 
@@ -44,8 +45,11 @@ class StoreMonitor:
         unseal: Callable[[bytes], bytes] | None = None,
         policy: GuardPolicy | None = None,
         on_alert: Callable[[Alert], None] | None = None,
+        rules: MonitorRules | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self._seal, self._unseal = seal, unseal
+        self._rule_guard: RuleGuard | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self.store_id = store_id
         self._key = key
@@ -58,6 +62,7 @@ class StoreMonitor:
             self.directory / "queries.log", seal=seal, unseal=unseal, flush_every=16, background=True
         )
         self._write_info()
+        self.rules = rules or self._load_rules() or MonitorRules()
         self.guard: QueryGuard | None = None
         if self.detector_path.exists():
             self._start_guard(QueryAnomalyDetector.load(self.detector_path, store_id=store_id))
@@ -133,6 +138,14 @@ class StoreMonitor:
         tmp.write_text(json.dumps(self.guard.state_dict()), "utf-8")
         os.replace(tmp, self.state_path)
 
+    def flush(self) -> None:
+        """Finish pending scoring, save the guard's state and write every logged query to disk
+        (a snapshot calls this before it copies the monitor's files)."""
+        if self.guard is not None:
+            self.guard.drain()
+            self._save_state()
+        self.log.flush()
+
     def close(self) -> None:
         """Finish pending scoring, stop the guard's worker and close the log (the store calls this)."""
         if self.guard is not None:
@@ -141,8 +154,49 @@ class StoreMonitor:
 
     # ------------------------------------------------------------------ search path
     def before_search(self, principal: str, k: int) -> int:
-        """Raise BlockedError/ThrottledError, or return the k the search may use."""
-        return k if self.guard is None else self.guard.check(principal, k)
+        """Raise BlockedError/ThrottledError, or return the k the search may use. Until the
+        detector is fitted the explicit :class:`MonitorRules` decide."""
+        if self.guard is None:
+            return self.rule_guard.check(principal, k)
+        return self.guard.check(principal, k)
+
+    @property
+    def rules_path(self) -> Path:
+        return self.directory / "rules.json"
+
+    def set_rules(self, rules: MonitorRules) -> None:
+        """Replace the explicit rules and keep them with the store (sealed when the log is);
+        their counters are rebuilt from the log."""
+        body = json.dumps(rules.to_dict(), sort_keys=True).encode()
+        data = self._seal(body) if self._seal is not None else body
+        tmp = self.rules_path.with_name(self.rules_path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.rules_path)
+        self.rules = rules
+        self._rule_guard = None
+
+    def _load_rules(self) -> MonitorRules | None:
+        if not self.rules_path.exists():
+            return None
+        data = self.rules_path.read_bytes()
+        try:
+            body = self._unseal(data) if self._unseal is not None else data
+            return MonitorRules(**json.loads(body))
+        except Exception:
+            raise MonitorError(
+                f"{self.rules_path.name} is corrupt or was altered; set the rules again"
+            ) from None
+
+    @property
+    def rule_guard(self) -> RuleGuard:
+        """The explicit rules' guard, its state rebuilt from the query log on first use."""
+        rg = self._rule_guard
+        if rg is None:
+            rg = RuleGuard(self.rules, clock=self.clock, on_alert=self.on_alert)
+            self.log.flush()
+            rg.warm(self.log.events(), float(self.clock()))
+            self._rule_guard = rg
+        return rg
 
     def after_search(
         self,
@@ -188,7 +242,9 @@ class StoreMonitor:
             reason,
         )
         self.log.append(ev)
-        return None if self.guard is None else self.guard.observe(ev)
+        if self.guard is None:
+            return self.rule_guard.observe(ev)
+        return self.guard.observe(ev)
 
     def _keyed(self, item_id: object) -> str:
         """:func:`keyed_id`, memoised (the same ids come back again and again)."""
@@ -231,6 +287,56 @@ class StoreMonitor:
         if self.guard is not None:
             self.guard.unblock(principal)
             self._save_state()
+
+    def status(self, *, all_principals: bool = False) -> dict[str, Any]:
+        """What protects the store now and what it found, at any time (never raises for lack of
+        history): ``active`` is ``"detector"`` once fitted, else ``"rules"``; ``rules`` gives the
+        explicit rules' limits; ``flagged`` lists principals as :meth:`report` does (by the
+        detector when fitted, else by the rules: throttled or alerted principals)."""
+        fitted = self.guard is not None
+        out: dict[str, Any] = {
+            "fitted": fitted,
+            "active": "detector" if fitted else "rules",
+            "rules": self.rules.to_dict(),
+            "queries_logged": len(self.log),
+        }
+        if fitted:
+            det = self.guard.detector if self.guard is not None else None
+            out["detector"] = {
+                "windows": int(getattr(det, "n_windows_", 0)),
+                "principals": len(getattr(det, "profiles_", {}) or {}),
+            }
+            out["flagged"] = self.report(all_principals=all_principals)
+            return out
+        out["detector"] = None
+        flagged = []
+        for name, s in self.rule_guard.principals().items():
+            if not s["alerts"] and s["throttled_until"] is None and not all_principals:
+                continue
+            reasons: list[str] = []
+            for a in s["alerts"]:
+                for r in a["reasons"]:
+                    key = r.split(":")[0]
+                    if key not in reasons:
+                        reasons.append(key)
+            flagged.append(
+                {
+                    "principal": name,
+                    "queries": s["queries"],
+                    "searches_in_window": s["searches_in_window"],
+                    "refused_in_window": s["refused_in_window"],
+                    "capped_k": s["capped_k"],
+                    "coverage": s["coverage"],
+                    "throttled_until": s["throttled_until"],
+                    "alerts": len(s["alerts"]),
+                    "first_flagged": s["alerts"][0]["time"] if s["alerts"] else None,
+                    "reasons": reasons,
+                    "blocked": False,
+                }
+            )
+        flagged.sort(key=lambda e: (-e["alerts"], e["principal"]))
+        out["flagged"] = flagged
+        return out
 
     def report(self, *, all_principals: bool = False) -> list[dict[str, Any]]:
         """Principals whose windows the detector flags (replaying the whole log), worst first.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .._types import Hit, Item
 from ._collection import Collection
+from ._ops import CollectionOps
 from ._store import PROTECTION_MODES, Store
-from ._types import Hit, Item
 
-__all__ = ["PROTECTION_MODES", "Collection", "Hit", "Item", "Store"]
+__all__ = ["PROTECTION_MODES", "Collection", "CollectionOps", "Hit", "Item", "Store"]

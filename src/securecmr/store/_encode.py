@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,27 +14,14 @@ from ..errors import ConfigurationError, ShapeError
 
 __all__ = ["Encoders", "default_hasher", "hasher_from_bytes", "hasher_to_bytes"]
 
+_LOAD_LOCK = threading.Lock()
+
 
 def default_hasher(bits: int) -> Any:
-    try:
-        from .. import hashing
-    except ImportError:  # pragma: no cover - only while securecmr.hashing is not installed
-        return _HyperplaneHasher(bits)
+    """The data-independent zero-shot hasher a collection uses when none was given."""
+    from .. import hashing
+
     return hashing.create("zero-shot", bits=bits, dim=384, seed=0).fit()
-
-
-class _HyperplaneHasher:
-    """Seeded random-hyperplane fallback used only when securecmr.hashing is unavailable."""
-
-    def __init__(self, bits: int, dim: int = 384) -> None:
-        self.bits = bits
-        self.image_dim_ = self.text_dim_ = dim
-        self._w = np.random.default_rng(0).standard_normal((dim, bits))
-
-    def encode_text(self, X: Any) -> np.ndarray:
-        return np.packbits(np.asarray(X, dtype=np.float64) @ self._w > 0, axis=1)
-
-    encode_image = encode_text
 
 
 def hasher_to_bytes(hasher: Any) -> bytes:
@@ -70,7 +58,9 @@ class Encoders:
     @property
     def hasher(self) -> Any:
         if self._hasher is None and self._loader is not None:
-            self._hasher = self._loader()
+            with _LOAD_LOCK:  # threads share a collection: load once
+                if self._hasher is None:
+                    self._hasher = self._loader()
         return self._hasher
 
     def _image_output(self, encoder: Any) -> str:
@@ -96,19 +86,19 @@ class Encoders:
         return self.codes_for(modality, [raw])[0]
 
     def codes_for(self, modality: str, raws: list[Any]) -> np.ndarray:
-        import securecmr
+        from ..encoders import load_image_encoder, load_text_encoder, load_video_encoder
 
         if modality == "text":
             if self._text is None:
-                self._text = securecmr.load_text_encoder()
+                self._text = load_text_encoder()
             return np.asarray(self.hasher.encode_text(self._text.encode(raws)), dtype=np.uint8)
         if modality == "image":
             if self._image is None:
-                self._image = securecmr.load_image_encoder()
+                self._image = load_image_encoder()
             out = self._image_output(self._image)
             imgs = list(raws)
             return np.asarray(self.hasher.encode_image(self._image.encode(imgs, output=out)), dtype=np.uint8)
         if self._video is None:
-            self._video = securecmr.load_video_encoder()
+            self._video = load_video_encoder()
         out = self._image_output(self._video)
         return np.asarray(self.hasher.encode_image(self._video.encode(raws, output=out)), dtype=np.uint8)

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from struct import error as struct_error
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from .._types import MODALITIES, Hit
 from ..errors import (
     ConfigurationError,
     DecryptionError,
@@ -25,8 +29,7 @@ from ..errors import (
     ShapeError,
     StoreError,
 )
-from ..index import make_index
-from ..index._milvus import row_keys
+from ..index import IndexBackend, make_index, row_keys, topk_rows
 from ..protect._atomic import read_checked_view, write_checked
 from ..protect._crypto import HmacSha256, Sealer, hkdf
 from ..protect._keyring import CollectionKeys
@@ -42,7 +45,6 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
-from ._types import MODALITIES, Hit
 
 __all__ = ["CollectionEngine"]
 
@@ -51,8 +53,45 @@ _EMPTY_META: dict[str, Any] = {}
 _JSON = {"separators": (",", ":")}
 
 
+class AttributeIndex(Protocol):
+    """Item attributes column-wise in live-item order, for record-level policies (the access
+    layer's ``AttributeTable``; the store hands the engine its factory)."""
+
+    def __len__(self) -> int: ...
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def take(self, rows: np.ndarray) -> AttributeIndex: ...
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The index rows one search may return (an authorised set, a modality, or both), built for
+    one version of the collection: ``rows`` (sorted index rows), ``seqs`` (their items), and
+    either a packed copy of their codes (``index``, for a selective set), a row mask over the full
+    index (``mask``, for a permissive one), or neither (the backend filters, ``pushdown``)."""
+
+    version: int
+    rows: np.ndarray
+    seqs: np.ndarray
+    modality: int | None
+    index: IndexBackend | None
+    mask: np.ndarray | None
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.mask is None else float(self.rows.size) / max(1, self.mask.size)
+
+
+_DENSE = 0.5  # a subset with at least this fraction of the rows searches the full index, filtered
+_SUBSET_CACHE = 32
+
+
 class CollectionEngine:
-    """All state and I/O of one collection (the facade and access layers sit above)."""
+    """All state and I/O of one collection (the facade and access layers sit above).
+
+    Not thread-safe by itself: the store holds a readers-writer lock around every call, so a
+    search sees one committed version (before or after a concurrent write, never a mix)."""
 
     def __init__(
         self,
@@ -66,12 +105,12 @@ class CollectionEngine:
         backend: str = "faiss",
         directory: Path | None = None,
         index_options: dict[str, Any] | None = None,
+        attributes: Callable[[], AttributeIndex] | None = None,
         keys_source: Callable[[], CollectionKeys] | None = None,
     ) -> None:
         self.directory = directory
         self._backend, self._index_options = backend, index_options
         self._keys_source = keys_source
-        self._data_version = -1
         self._reload_needed = False
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
@@ -98,27 +137,39 @@ class CollectionEngine:
         self.segment_gen = -1
         self._sealers: dict[tuple[int, bytes], Sealer] = {}
         self._tags: dict[tuple[int, bytes], HmacSha256] = {}
+        self._attr_factory = attributes
+        self._attrs: AttributeIndex | None = None  # in live order; built on first use
+        self._attr_pending: list[list[Mapping[str, Any]]] = []  # added since built, to append
+        self._cache_lock = threading.Lock()  # readers share the caches below
+        self._subsets: OrderedDict[Hashable, Subset] = OrderedDict()
+        self._row_item: tuple[int, np.ndarray] | None = None  # (version, live position per index row)
         self._load()
-        self._data_version = self._db_version()
+        if not len(self) and attributes is not None:
+            self._attrs = attributes()
+
+    def __repr__(self) -> str:
+        return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
 
     # ------------------------------------------------------------------ other processes
-    def _db_version(self) -> int:
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def sync(self) -> None:
-        """Reload this collection if another process changed it since our last look (a cheap
-        ``PRAGMA data_version`` when nothing changed)."""
-        version = self._db_version()
-        if version == self._data_version and not self._reload_needed:
-            return
+    def sync(self) -> bool:
+        """Reload if another process changed this collection since we loaded it (the store calls
+        this under its write lock when ``PRAGMA data_version`` moved); False when its row is gone
+        (the collection was dropped)."""
         row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
         if row is None:
-            raise IntegrityError(
-                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
-            )
+            return False
         if int(row[0]) != self.gen or self._reload_needed:
             self._reload()
-        self._data_version = version
+        return True
+
+    def force_reload(self) -> None:
+        """Reload at the next sync (the keyring changed)."""
+        self._reload_needed = True
+
+    def stale(self) -> bool:
+        """Whether another process changed this collection since we loaded it."""
+        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        return row is None or int(row[0]) != self.gen
 
     def _fresh_keys(self) -> bool:
         """Take the keyring's current keys for this collection; whether they changed."""
@@ -131,19 +182,10 @@ class CollectionEngine:
         self._sealers, self._tags = {}, {}
         return True
 
-    def force_reload(self) -> None:
-        """Reload on the next call (the keyring changed)."""
-        self._reload_needed = True
-
-    def stale(self) -> bool:
-        """Whether another process changed this collection since we loaded it."""
-        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
-        return row is None or int(row[0]) != self.gen
-
     def _reload(self) -> None:
+        """Load the collection again from the durable record (and the keyring's current keys)."""
         if self._keys_source is not None:
             self.keys = self._keys_source()
-
             self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
             self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
         self._sealers, self._tags = {}, {}
@@ -154,14 +196,16 @@ class CollectionEngine:
         self._meta_cache, self._hit_parts = {}, {}
         self.max_codes = 1
         self._reload_needed = False
+        self._attrs, self._attr_pending = None, []
+        with self._cache_lock:
+            self._subsets.clear()
+        self._row_item = None
         self._load()
         self.version += 1
-
-    def __repr__(self) -> str:
-        return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
+        if not len(self) and self._attr_factory is not None:
+            self._attrs = self._attr_factory()
 
     def __len__(self) -> int:
-        self.sync()
         return int(self._live.size)
 
     # ------------------------------------------------------------------ ids
@@ -169,7 +213,6 @@ class CollectionEngine:
     def seq_of(self) -> dict[bytes, int]:
         """Id HMAC -> sequence number. Loads and bulk adds only queue their HMACs; the mapping is
         built on first use (searching never needs it)."""
-        self.sync()
         if self._hm_chunks:
             table = self._seq_of
             for hm, seqs in self._hm_chunks:
@@ -444,22 +487,18 @@ class CollectionEngine:
     def _fill_index(self, codes: np.ndarray) -> None:
         """Put every code of the durable record in the index; a persistent backend (Milvus) checks
         what it already holds and rebuilds only when that is stale."""
-        sync = getattr(self.index, "sync", None)
-        if sync is not None:
-            sync(codes, row_keys(self.code_seq, self.code_mod), self.gen)
-        elif codes.shape[0]:
-            self.index.add(codes)
+        self.index.sync(codes, row_keys(self.code_seq, self.code_mod), self.gen)
 
     def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
-        if getattr(self.index, "persistent", False):
-            self.index.add(codes, row_keys(seqs, mods))  # type: ignore[call-arg]
-        else:
-            self.index.add(codes)
+        self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
-    def _index_commit(self) -> None:
-        commit = getattr(self.index, "commit", None)
-        if commit is not None:
-            commit(self.gen)
+    def _changed(self) -> None:
+        """A write committed: a new version (subsets of the old one are dropped)."""
+        self.version += 1
+        self.gen += 1
+        with self._cache_lock:
+            self._subsets.clear()
+        self.index.commit(self.gen)
 
     def _legacy_rows(self, *, with_meta: bool) -> list[tuple[Any, ...]]:
         """Format-1 rows, decrypted: (seq, hmac, id, mask, codes, meta, expires, hold)."""
@@ -524,34 +563,6 @@ class CollectionEngine:
         self._load_block_list()
 
     # ------------------------------------------------------------------ write
-    def add(
-        self,
-        prepared: Sequence[tuple[Any, dict[str, np.ndarray], dict[str, Any]]],
-        *,
-        now: float,
-        ttl_hours: float | None,
-    ) -> int:
-        """Insert items (id, {modality: raw code}, meta) in one transaction; all or nothing."""
-        if not prepared:
-            raise EmptyInputError("empty batch: give at least one item")
-        columns: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        for i, (_id, codes, _meta) in enumerate(prepared):
-            for mname, code in codes.items():
-                col = columns.setdefault(mname, ([], []))
-                col[0].append(i)
-                col[1].append(code)
-        nb = self.bits // 8
-        return self.add_columns(
-            [p[0] for p in prepared],
-            {
-                m: (np.asarray(pos, dtype=np.int64), np.asarray(c, dtype=np.uint8).reshape(-1, nb))
-                for m, (pos, c) in columns.items()
-            },
-            [p[2] for p in prepared],
-            now=now,
-            ttl_hours=ttl_hours,
-        )
-
     def add_columns(
         self,
         ids: Sequence[Any],
@@ -560,11 +571,12 @@ class CollectionEngine:
         *,
         now: float,
         ttl_hours: float | None,
+        before_commit: Callable[[], None] | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
-        (labels, attrs, ref, text), None for an item with none."""
-        self.sync()
+        (labels, attrs, ref, text), None for an item with none. ``before_commit`` runs inside the
+        transaction (the audit record); if it raises, nothing is stored."""
         n = len(ids)
         if n == 0:
             raise EmptyInputError("empty batch: give at least one item")
@@ -634,6 +646,8 @@ class CollectionEngine:
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
+            if before_commit is not None:
+                before_commit()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -656,9 +670,9 @@ class CollectionEngine:
         self._index_add(all_codes, seqs[all_pos], all_mod)
         self.code_seq = np.concatenate([self.code_seq, seqs[all_pos]])
         self.code_mod = np.concatenate([self.code_mod, all_mod])
-        self.version += 1
-        self.gen += 1
-        self._index_commit()
+        if self._attrs is not None:
+            self._attr_pending.append([(m or _EMPTY_META).get("attrs") or _EMPTY_META for m in metas])
+        self._changed()
         return n
 
     def _fetch_blocks(self, bids: Iterable[int], columns: str) -> list[tuple[Any, ...]]:
@@ -680,10 +694,20 @@ class CollectionEngine:
         ok[ok] &= seqs[ok] < self._bids[pos[ok]] + self._spans[pos[ok]]
         return np.where(ok, self._bids[np.maximum(pos, 0)] if self._bids.size else -1, -1)
 
-    def delete_seqs(self, seqs: Iterable[int], *, now: float, by: str | None, force: bool = False) -> int:
-        self.sync()
+    def delete_seqs(
+        self,
+        seqs: Iterable[int],
+        *,
+        now: float,
+        by: str | None,
+        force: bool = False,
+        before_commit: Callable[[], None] | None = None,
+    ) -> int:
+        """Delete items in one transaction; ``before_commit`` runs inside it (see add_columns)."""
         seqs = sorted({int(s) for s in seqs})
         if not seqs:
+            if before_commit is not None:
+                before_commit()
             return 0
         self._to_blocks()
         holds = self._held(seqs)
@@ -741,10 +765,15 @@ class CollectionEngine:
                 "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
                 [(self.cid, h, now, by) for h in erased],
             )
+            if before_commit is not None:
+                before_commit()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        if self._attrs is not None:
+            self._flush_attrs()
+            self._attrs = self._attrs.take(np.flatnonzero(~np.isin(self._live, gone_seqs)))
         rows = np.flatnonzero(np.isin(self.code_seq, gone_seqs))
         self.index.remove(rows)
         self.code_seq = np.delete(self.code_seq, rows)
@@ -760,9 +789,7 @@ class CollectionEngine:
         if removals:
             dead = np.isin(self._bids, np.asarray([b for _, b in removals], dtype=np.int64))
             self._bids, self._spans = self._bids[~dead], self._spans[~dead]
-        self.version += 1
-        self.gen += 1
-        self._index_commit()
+        self._changed()
         return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
@@ -783,7 +810,9 @@ class CollectionEngine:
             }
         return [s for s in seqs if s in held]
 
-    def set_hold(self, seqs: list[int], hold: bool) -> None:
+    def set_hold(
+        self, seqs: list[int], hold: bool, *, before_commit: Callable[[], None] | None = None
+    ) -> None:
         self._to_blocks()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -793,13 +822,14 @@ class CollectionEngine:
                 else "DELETE FROM holds WHERE cid=? AND seq=?",
                 [(self.cid, s) for s in seqs],
             )
+            if before_commit is not None:
+                before_commit()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
 
     def expired(self, now: float) -> list[int]:
-        self.sync()
         self._to_blocks()
         rows = self.conn.execute(
             "SELECT bid, span FROM blocks WHERE cid=? AND expires IS NOT NULL AND expires <= ?",
@@ -862,12 +892,10 @@ class CollectionEngine:
                     ) from None
 
     def all_seqs(self) -> list[int]:
-        self.sync()
         return self._live.tolist()
 
     def live_seqs(self) -> np.ndarray:
         """Sequence numbers of the stored items, ascending (row order of attribute tables)."""
-        self.sync()
         return self._live
 
     def prepare_queries(self, codes: np.ndarray) -> np.ndarray:
@@ -878,70 +906,137 @@ class CollectionEngine:
             )
         return self.salt.apply(codes) if self.salt is not None else codes
 
-    def search_codes(
-        self, salted: np.ndarray, k: int, *, allowed: np.ndarray | None = None, modality: int | None = None
-    ) -> list[list[tuple[int, int, int]]]:
-        """Per query: [(seq, distance, modality)] for the top ``k`` items."""
-        self.sync()
-        n_codes = len(self.index)
-        out: list[list[tuple[int, int, int]]] = []
-        if k <= 0 or n_codes == 0:
-            return [[] for _ in range(salted.shape[0])]
-        filtered = allowed is not None or modality is not None
-        if not filtered and self.max_codes == 1:
-            # one code per item: index rows are items, already in (distance, insertion) order
-            search_one = getattr(self.index, "search_one", None)
-            if search_one is not None and salted.shape[0] == 1:
-                pairs = search_one(salted[0], min(n_codes, k))
-                rows_one = [r for _, r in pairs]
-                return [
-                    list(
-                        zip(
-                            self.code_seq[rows_one].tolist(),
-                            [d for d, _ in pairs],
-                            self.code_mod[rows_one].tolist(),
-                            strict=True,
-                        )
-                    )
-                ]
-            dist, rows = self.index.search(salted, min(n_codes, k))
-            if bool((rows >= 0).all()):
-                seqs = self.code_seq[rows].tolist()
-                mods = self.code_mod[rows].tolist()
-                return [
-                    list(zip(s, d, m, strict=True)) for s, d, m in zip(seqs, dist.tolist(), mods, strict=True)
-                ]
-        pushdown = filtered and hasattr(self.index, "search_filtered")  # Milvus filters server-side
-        over = filtered and not pushdown
-        fetch = min(n_codes, k * self.max_codes if not over else max(4 * k * self.max_codes, 64))
-        while True:
-            if pushdown:
-                dist, rows = self.index.search_filtered(  # type: ignore[attr-defined]
-                    salted, fetch, seqs=allowed, modality=modality
-                )
+    # ------------------------------------------------------------------ search
+    def attribute_index(self) -> AttributeIndex:
+        """Every live item's attrs, in live order (built once, then kept current by writes)."""
+        with self._cache_lock:
+            if self._attrs is None:
+                if self._attr_factory is None:
+                    raise StoreError("this engine was opened without an attribute index")
+                table = self._attr_factory()
+                seqs = self._live.tolist()
+                metas = self.metas(seqs)
+                table.append([(metas.get(q) or _EMPTY_META).get("attrs") or _EMPTY_META for q in seqs])
+                self._attrs = table
+                self._attr_pending = []
+            self._flush_attrs()
+            return self._attrs
+
+    def _flush_attrs(self) -> None:
+        if self._attrs is not None and self._attr_pending:
+            rows = [r for chunk in self._attr_pending for r in chunk]
+            self._attr_pending = []
+            self._attrs.append(rows)
+
+    def _rows_item(self) -> np.ndarray:
+        """The live position of each index row's item (cached per version)."""
+        cached = self._row_item
+        if cached is None or cached[0] != self.version:
+            cached = self._row_item = (self.version, np.searchsorted(self._live, self.code_seq))
+        return cached[1]
+
+    def subset(
+        self,
+        key: Hashable,
+        item_mask: Callable[[AttributeIndex], np.ndarray] | None,
+        modality: int | None = None,
+    ) -> Subset:
+        """The rows a search restricted by ``item_mask`` (a bool per live item, from the attribute
+        index) and ``modality`` may return, cached under ``key`` for this version. A selective set
+        gets a packed copy of its codes (searched alone); a permissive one a mask over the index."""
+        full = (self.version, key, modality)
+        with self._cache_lock:
+            hit = self._subsets.get(full)
+            if hit is not None:
+                self._subsets.move_to_end(full)
+                return hit
+        m = int(self.code_seq.size)
+        ok = np.ones(m, dtype=bool)
+        if item_mask is not None:
+            items = np.asarray(item_mask(self.attribute_index()), dtype=bool)
+            if items.shape != (self._live.size,):
+                raise StoreError("an item mask must have one entry per stored item")
+            ok &= items[self._rows_item()]
+        if modality is not None:
+            ok &= self.code_mod == modality
+        rows = np.flatnonzero(ok)
+        seqs = np.unique(self.code_seq[rows])
+        index: IndexBackend | None = None
+        mask: np.ndarray | None = None
+        if not self.index.pushdown:
+            if rows.size >= _DENSE * m:
+                mask = ok
             else:
-                dist, rows = self.index.search(salted, fetch)
-            out = []
-            short = False
-            for q in range(salted.shape[0]):
-                r = rows[q]
-                valid = r >= 0
-                r, d = r[valid], dist[q][valid]
-                seqs = self.code_seq[r]
-                keep = np.ones(seqs.shape[0], dtype=bool)
-                if modality is not None:
-                    keep &= self.code_mod[r] == modality
-                if allowed is not None:
-                    keep &= np.isin(seqs, allowed)
-                idx = np.flatnonzero(keep)
-                _, first = np.unique(seqs[idx], return_index=True)
-                first = idx[np.sort(first)][:k]
-                out.append([(int(seqs[i]), int(d[i]), int(self.code_mod[r[i]])) for i in first])
-                if len(first) < k and fetch < n_codes:
-                    short = True
-            if not short or pushdown:  # a pushed-down filter already gave the exact top rows
-                return out
-            fetch = min(n_codes, fetch * 4)
+                index = self.index.subset(rows)
+        entry = Subset(self.version, rows, seqs, modality, index, mask)
+        with self._cache_lock:
+            if self.version == full[0]:
+                self._subsets[full] = entry
+                while len(self._subsets) > _SUBSET_CACHE:
+                    self._subsets.popitem(last=False)
+        return entry
+
+    def search_codes(
+        self, salted: np.ndarray, k: int, *, subset: Subset | None = None
+    ) -> list[list[tuple[int, int, int]]]:
+        """Per query: [(seq, distance, modality)] for the top ``k`` items (among ``subset``), by
+        (minimum distance over the item's codes, insertion order). Exact: the first ``k *
+        max_codes`` rows always hold ``k`` distinct items, so no query is searched twice."""
+        nq = salted.shape[0]
+        if k <= 0 or len(self.index) == 0 or (subset is not None and subset.rows.size == 0):
+            return [[] for _ in range(nq)]
+        if subset is not None and subset.version != self.version:
+            raise StoreError("internal: a subset of another version of the collection")
+        per = k * self.max_codes
+        distinct = self.max_codes > 1
+        n_rows = len(self.index)
+        if subset is None:
+            if nq == 1:  # one query: no arrays to build
+                pairs = self.index.search_one(salted[0], min(n_rows, per))
+                dist = np.asarray([[d for d, _ in pairs]], dtype=np.int32).reshape(1, -1)
+                rows = np.asarray([[r for _, r in pairs]], dtype=np.int64).reshape(1, -1)
+            else:
+                dist, rows = self.index.search(salted, min(n_rows, per))
+        elif subset.index is not None:
+            dist, local = subset.index.search(salted, min(subset.rows.size, per))
+            rows = np.where(local >= 0, subset.rows[np.maximum(local, 0)], -1)
+        elif subset.mask is not None:
+            dist, rows = self._search_dense(salted, min(subset.rows.size, per), subset.mask, subset.fraction)
+        else:  # the backend filters (pushdown); the rows it returns are checked again here
+            dist, rows = self.index.search_filtered(
+                salted, min(subset.rows.size, per), seqs=subset.seqs, modality=subset.modality
+            )
+            allowed_rows = np.zeros(n_rows, dtype=bool)
+            allowed_rows[subset.rows] = True
+            rows = np.where((rows >= 0) & allowed_rows[np.maximum(rows, 0)], rows, -1)
+        out = []
+        mods = self.code_mod
+        for seqs, dists, rws in topk_rows(dist, rows, self.code_seq, k, distinct):
+            out.append(list(zip(seqs, dists, mods[rws].tolist(), strict=True)))
+        return out
+
+    def _search_dense(
+        self, salted: np.ndarray, need: int, mask: np.ndarray, fraction: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``need`` rows among a permissive subset: the full index over-fetched by the
+        inverse of the subset's fraction and filtered by its mask, fetching more only when a query
+        came back short. Rows stay in the index's (distance, row) order."""
+        n_rows = len(self.index)
+        fetch = min(n_rows, int(need / max(fraction, 1e-9) * 1.5) + 32)
+        while True:
+            dist, rows = self.index.search(salted, fetch)
+            ok = (rows >= 0) & mask[np.maximum(rows, 0)]
+            counts = ok.sum(axis=1)
+            if fetch >= n_rows or bool((counts >= need).all()):
+                break
+            fetch = min(n_rows, fetch * 4)
+        out_d = np.full((salted.shape[0], need), np.iinfo(np.int32).max, dtype=np.int32)
+        out_r = np.full((salted.shape[0], need), -1, dtype=np.int64)
+        for q in range(salted.shape[0]):
+            keep = np.flatnonzero(ok[q])[:need]
+            out_d[q, : keep.size] = dist[q, keep]
+            out_r[q, : keep.size] = rows[q, keep]
+        return out_d, out_r
 
     def hits(self, results: list[tuple[int, int, int]]) -> list[Hit]:
         parts = self._hit_parts
@@ -990,10 +1085,8 @@ class CollectionEngine:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.gen += 1
-        self.version += 1
         self._meta_cache, self._hit_parts = {}, {}
-        self._index_commit()
+        self._changed()
 
 
 def _int_ids(ids: list[Any]) -> np.ndarray | None:

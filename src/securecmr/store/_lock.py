@@ -12,12 +12,13 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import StoreLockedError
+from ._rwlock import RWLock
 
-__all__ = ["WriterLock"]
+__all__ = ["StoreLock", "WriterLock"]
 
 _POLL = 0.005
 
@@ -99,3 +100,47 @@ class WriterLock:
                 os.close(self._fd)
                 os.close(self._wait_fd)
                 self._fd = -1
+
+
+class StoreLock:
+    """The store's lock: the in-process readers-writer lock (searches share it, a write holds it
+    alone) plus, for writes, the inter-process :class:`WriterLock`. Before a call runs, what other
+    processes changed is loaded (``stale()`` is a cheap check, ``sync()`` the reload, run under
+    the write side so no search sees half of it)."""
+
+    def __init__(
+        self, writer: WriterLock | None, stale: Callable[[], bool], sync: Callable[[], None]
+    ) -> None:
+        self._rw = RWLock()
+        self._writer = writer
+        self._stale = stale
+        self._sync = sync
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"StoreLock({self._rw!r})"
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        depth = getattr(self._local, "reads", 0)
+        if depth == 0 and self._stale():  # not while this thread already reads (it would wait on itself)
+            with self._rw.write():
+                if self._stale():
+                    self._sync()
+        self._local.reads = depth + 1
+        try:
+            with self._rw.read():
+                yield
+        finally:
+            self._local.reads = depth
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        if self._writer is None:  # a readonly store: nothing is written to the store files
+            with self._rw.write():
+                yield
+            return
+        with self._writer.hold(), self._rw.write():
+            if self._stale():
+                self._sync()
+            yield

@@ -12,12 +12,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..access import AccessControl, AccessMixin
-from ..access._control import OPERATOR
+import numpy as np
+
+from .._validate import check_policy_source, check_ttl_hours
+from ..access import OPERATOR, AccessControl, AccessMixin, AttributeTable, Gate, Principal, compile_policy
 from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -25,12 +27,12 @@ from ..errors import (
     DecryptionError,
     IntegrityError,
     KeyringError,
+    StoreClosedError,
     StoreError,
     StoreExistsError,
     StoreNotFoundError,
 )
-from ..index import BACKENDS, MilvusConnection
-from ..index._milvus import INDEX_TYPES, milvus_names
+from ..index import BACKENDS, INDEX_TYPES, MilvusConnection, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
@@ -40,14 +42,15 @@ from ._collection import Collection
 from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
 from ._engine import CollectionEngine
-from ._lock import WriterLock
+from ._lock import StoreLock, WriterLock
+from ._ops import CollectionOps
+from ._snapshot import pack, store_files, unpack
 from ._state import AuditAnchorRow, StoreState
 
 __all__ = ["PROTECTION_MODES", "Store"]
 
 PROTECTION_MODES = ("none", "salted", "encrypted", "salted+encrypted")
 _MARKER = "SECURECMR_STORE"
-_SNAP_MAGIC = b"SCMRSNAP1\n"
 
 
 class Store(AccessMixin, MonitorMixin):
@@ -56,7 +59,7 @@ class Store(AccessMixin, MonitorMixin):
     Any number of processes may open one store. Write calls are serialised between them by an
     ``flock`` on ``store.lock`` held for the length of the call (StoreLockedError when another
     process holds it longer than ``timeout``); readers never wait for each other. Every call first
-    looks (cheaply) whether another process changed the store and reloads what changed: users and
+    looks (cheaply) whether another process changed the store and loads what changed: users and
     revocations, collections, items, keys."""
 
     def __init__(
@@ -79,9 +82,13 @@ class Store(AccessMixin, MonitorMixin):
         self._backend = backend
         self._milvus = milvus
         self._collections: dict[str, Collection] = {}
-        self._closed = False
+        self._collections_lock = threading.Lock()
         self._ring_stat = _stat_key(path / KEYRING_FILE)
-        self._sync_lock = threading.RLock()
+        self._data_version = self._db_version()
+        # searches share it, writes hold it alone (and the inter-process writer lock): one
+        # consistent version per call, with other processes' changes loaded first
+        self._rw = StoreLock(lock, self._stale, self._sync)
+        self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
         self._state = StoreState(
             path, hkdf(ring.secret, "securecmr/state"), ring.store_id, readonly=lock is None
@@ -91,7 +98,7 @@ class Store(AccessMixin, MonitorMixin):
             hkdf(ring.secret, "securecmr/access"),
             clock=clock,
             readonly=lock is None,
-            guard=self._writing,
+            guard=self._rw.write,
             anchor=AuditAnchorRow(self._state),
             registry_floor=self._registry_floor,
             on_registry_save=self._registry_saved,
@@ -104,8 +111,12 @@ class Store(AccessMixin, MonitorMixin):
             clock=clock,
             audit=self._access.audit,
         )
+        self._gate = Gate(self._access, self._monitor)
+        self._operator = Principal(OPERATOR)
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"Store({str(self.path)!r}, closed)"
         return f"Store({str(self.path)!r}, collections={len(self.collections())})"
 
     def __enter__(self) -> Store:
@@ -141,33 +152,59 @@ class Store(AccessMixin, MonitorMixin):
         milvus_token: str | None = None,
         milvus_index: str = "BIN_FLAT",
         backend: str | None = None,
+        exist_ok: bool = False,
     ) -> Store:
         """Create a new store in ``path`` (an empty or missing directory).
 
-        ``index_backend="milvus"`` serves the collections' searches from Milvus at ``milvus_uri``
-        (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI; ``milvus_token`` or
-        ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is remembered by
-        :meth:`open`. ``backend`` is an older name of ``index_backend``."""
+        A store already at ``path`` is an error (StoreExistsError) unless ``exist_ok=True``, which
+        opens it unchanged (see :meth:`open_or_create`). When creation fails nothing is left on
+        disk. ``index_backend="milvus"`` serves the collections' searches from Milvus at
+        ``milvus_uri`` (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI;
+        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is
+        remembered by :meth:`open`. ``backend`` is an older name of ``index_backend``."""
         provider = provider_for(passphrase, key_provider)
         index_backend = backend or index_backend
         index_cfg = _index_config(index_backend, milvus_uri, milvus_index)
         root = Path(path)
         if (root / _MARKER).exists() or (root / DB_FILE).exists():
+            if exist_ok:
+                return cls.open(root, key_provider=provider, clock=clock, milvus_token=milvus_token)
             raise StoreExistsError(f"a store already exists at {root}; use Store.open")
         if root.exists() and any(root.iterdir()):
             raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
+        made = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        lock = WriterLock(root / "store.lock")
-        ring = Keyring.new(uuid.uuid4().hex)
-        ring.save(root, provider)
-        conn = connect(root, create=True)
-        conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
-        sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
-        blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
-        conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
-        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        milvus = _milvus_for(root, index_cfg, None, milvus_token)
-        return cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
+        lock: WriterLock | None = None
+        conn: sqlite3.Connection | None = None
+        try:
+            lock = WriterLock(root / "store.lock", 10.0)
+            ring = Keyring.new(uuid.uuid4().hex)
+            ring.save(root, provider)
+            conn = connect(root, create=True)
+            conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (ring.store_id,))
+            sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
+            blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
+            conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
+            milvus = _milvus_for(root, index_cfg, None, milvus_token)
+            store = cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
+            # the marker last: a directory without it is not a store (and is removed below)
+            atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            if lock is not None:
+                lock.release()
+            _remove_tree(root, keep_root=not made)
+            raise
+        return store
+
+    @classmethod
+    def open_or_create(
+        cls, path: str | os.PathLike[str], passphrase: str | None = None, **kwargs: Any
+    ) -> Store:
+        """Open the store at ``path``, or create it there if there is none (rerunnable scripts).
+        Same as ``Store.create(path, passphrase, exist_ok=True, **kwargs)``."""
+        return cls.create(path, passphrase, exist_ok=True, **kwargs)
 
     @classmethod
     def open(
@@ -226,16 +263,16 @@ class Store(AccessMixin, MonitorMixin):
     def close(self) -> None:
         if self._closed:
             return
+        self._closed = True
         try:
             if self._lock is not None:
-                with self._lock.hold():
+                with self._rw.write():
                     self._save_segments()
                     self._access.close()
             else:
                 self._access.close()
             self._monitor.close()
         finally:
-            self._closed = True
             if self._milvus is not None:
                 self._milvus.close()
             self._conn.close()
@@ -246,28 +283,79 @@ class Store(AccessMixin, MonitorMixin):
     def _save_segments(self) -> None:
         """Write the sealed index segments of changed collections (a cache: the SQLite rows are the
         durable record, and a missing, stale or damaged segment is rebuilt from them on open)."""
-        for coll in self._collections.values():
-            if not coll._engine.stale():
-                coll._engine.save_segment()
+        with self._rw.write():
+            for coll in list(self._collections.values()):
+                if not coll._ops.engine.stale():  # another process's newer version writes its own
+                    coll._ops.engine.save_segment()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed; open it again with Store.open")
 
     def _check_writable(self) -> None:
-        if self._closed:
-            raise StoreError("the store is closed")
+        self._check_open()
         if self._lock is None:
             raise StoreError("this store was opened readonly=True; open it for writing to change it")
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the writer lock for one write call, with every change of other processes loaded."""
-        self._check_writable()
-        lock = self._lock
-        if lock is None:  # unreachable after _check_writable; narrows the type
-            raise StoreError("this store was opened readonly=True")
-        with lock.hold():
-            self._refresh()
-            yield
+    def _now(self) -> float:
+        return float(self._clock())
 
     # ------------------------------------------------------------------ other processes
+    def _db_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _stale(self) -> bool:
+        """Whether another process changed the store since our last look (a stat and a pragma)."""
+        return (
+            self._db_version() != self._data_version
+            or _stat_key(self.path / KEYRING_FILE) != self._ring_stat
+        )
+
+    def _sync(self) -> None:
+        """Load what other processes changed (under the write side of the store lock): the keyring
+        (a new collection's keys, a rotation) and every open collection whose generation moved."""
+        version = self._db_version()
+        self._refresh_ring()
+        if version != self._data_version:
+            for name, coll in list(self._collections.items()):
+                if not coll._ops.engine.sync():
+                    self._collections.pop(name, None)  # dropped by another process
+        else:
+            for coll in self._collections.values():
+                if coll._ops.engine._reload_needed:
+                    coll._ops.engine.sync()
+        self._data_version = version
+
+    def _refresh_ring(self) -> None:
+        key = _stat_key(self.path / KEYRING_FILE)
+        if key == self._ring_stat:
+            return
+        try:
+            ring = Keyring.load(self.path, self._provider)
+        except (KeyringError, DecryptionError):
+            raise KeyringError(
+                "another process rotated this store's keys; reopen it with the new passphrase or key"
+            ) from None
+        if ring.store_id != self._ring.store_id or ring.secret != self._ring.secret:
+            raise KeyringError(
+                "another process replaced this store's keys; reopen it with the new passphrase or key"
+            )
+        self._ring = ring
+        self._ring_stat = key
+        for coll in self._collections.values():
+            coll._ops.engine.force_reload()
+
+    def _keys_for(self, cid: str) -> CollectionKeys:
+        self._refresh_ring()
+        keys = self._ring.collections.get(cid)
+        if keys is None:
+            raise IntegrityError(f"{KEYRING_FILE}: no keys for a collection of this store")
+        return keys
+
+    def _save_ring(self, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
+        self._ring.save(self.path, provider, fresh_kdf=fresh_kdf)
+        self._ring_stat = _stat_key(self.path / KEYRING_FILE)
+
     def _registry_floor(self) -> int:
         got = self._state.get("registry")
         return 0 if got is None else int(got["version"])
@@ -275,49 +363,16 @@ class Store(AccessMixin, MonitorMixin):
     def _registry_saved(self, version: int) -> None:
         self._state.advance("registry", {"version": int(version)}, "version")
 
-    def _refresh(self) -> None:
-        """Load what other processes changed: the keyring (a rotation) and the collections' rows
-        (each engine checks its generation on its next call; see CollectionEngine.sync)."""
-        if self._closed:
-            raise StoreError("the store is closed")
-        key = _stat_key(self.path / KEYRING_FILE)
-        if key == self._ring_stat:
-            return
-        with self._sync_lock:
-            if key == self._ring_stat:
-                return
-            try:
-                ring = Keyring.load(self.path, self._provider)
-            except (KeyringError, DecryptionError):
-                raise KeyringError(
-                    "another process rotated this store's keys; reopen it with the new passphrase or key"
-                ) from None
-            if ring.store_id != self._ring.store_id or ring.secret != self._ring.secret:
-                raise KeyringError(
-                    "another process replaced this store's keys; reopen it with the new passphrase or key"
-                )
-            self._ring = ring
-            self._ring_stat = key
-            for coll in self._collections.values():
-                coll._engine.force_reload()
-
-    def _keys_for(self, cid: str) -> CollectionKeys:
-        self._refresh()
-        keys = self._ring.collections.get(cid)
-        if keys is None:
-            raise IntegrityError(f"{KEYRING_FILE}: no keys for a collection of this store")
-        return keys
-
-    def _now(self) -> float:
-        return float(self._clock())
-
     def _audit_op(self, action: str, **kw: Any) -> None:
-        """Record an action of the store operator (the passphrase holder) in the audit log."""
+        """Record an action of the store operator (the passphrase holder) in the audit log, durably
+        (the operator's store-level writes call this before they return)."""
         self._access.audit.append(action, principal=OPERATOR, **kw)
+        self._access.audit.sync()
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
-        self._refresh()
+        """The names of the store's collections, sorted."""
+        self._check_open()
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
     def create_collection(
@@ -328,34 +383,44 @@ class Store(AccessMixin, MonitorMixin):
         hasher: Any = None,
         ttl_hours: float | None = None,
         policy: str | None = None,
+        *,
+        exist_ok: bool = False,
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
-        without one the data-independent zero-shot hasher is used."""
-        with self._writing():
-            self._create_collection(name, bits, protection, hasher, ttl_hours, policy)
-        return self.collection(name)
+        without one the data-independent zero-shot hasher is used.
 
-    def _create_collection(
-        self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
-    ) -> None:
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise ConfigurationError("a collection name must be a non-empty string of at most 200 characters")
+        A collection of that name that exists is never replaced: CollectionExistsError, or with
+        ``exist_ok=True`` the existing collection, unchanged."""
+        self._check_writable()
+        if exist_ok and isinstance(name, str) and name in self.collections():
+            return self.collection(name)
+        if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+            raise ConfigurationError(
+                "a collection name must be a non-empty string of at most 200 characters "
+                "without control characters"
+            )
         if protection not in PROTECTION_MODES:
             raise ConfigurationError(f"unknown protection {protection!r}; choose one of {PROTECTION_MODES}")
-        if not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0 or bits % 8 or bits > 2040:
             raise ConfigurationError("bits must be a positive multiple of 8 (at most 2040)")
-        if ttl_hours is not None and float(ttl_hours) <= 0:
-            raise ConfigurationError("ttl_hours must be positive (or None for no expiry)")
+        ttl_hours = check_ttl_hours(ttl_hours, allow_none=True)
         if hasher is not None and int(hasher.bits) != bits:
             raise ConfigurationError(
                 f"the hasher makes {hasher.bits}-bit codes but the collection has {bits} bits"
             )
-        if name in self.collections():
-            raise CollectionExistsError(f"a collection named {name!r} already exists")
         if policy is not None:
-            from ..access import compile_policy
+            policy = check_policy_source(policy)
+            compile_policy(policy)
+        with self._rw.write():
+            return self._create_collection(name, bits, protection, hasher, ttl_hours, policy)
 
-            compile_policy(str(policy))
+    def _create_collection(
+        self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
+    ) -> Collection:
+        if name in self.collections():
+            raise CollectionExistsError(
+                f"a collection named {name!r} already exists; pass exist_ok=True to use it as it is"
+            )
         cid = uuid.uuid4().hex
         config = {
             "name": name,
@@ -370,20 +435,77 @@ class Store(AccessMixin, MonitorMixin):
         self._save_ring(self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
         self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
+        return self.collection(name)
 
-    def _save_ring(self, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
-        self._ring.save(self.path, provider, fresh_kdf=fresh_kdf)
-        self._ring_stat = _stat_key(self.path / KEYRING_FILE)
+    def drop_collection(self, name: str, *, by: str | None = None) -> dict[str, Any]:
+        """Delete a collection with all its items and crypto-shred its data keys; returns a signed
+        erasure receipt (like :meth:`compact`'s) naming the id HMACs erased. Audited as
+        ``collection.drop``. Items under legal hold refuse the drop (LegalHoldError)."""
+        self._check_writable()
+        with self._rw.write():
+            return self._drop_collection(name, by)
+
+    def _drop_collection(self, name: str, by: str | None) -> dict[str, Any]:
+        from ..errors import LegalHoldError
+
+        coll = self.collection(name)
+        eng = coll._engine
+        cid = eng.cid
+        if eng._held(eng.all_seqs()):
+            raise LegalHoldError(f"collection {name!r} has items under legal hold; release them first")
+        erased = sorted(bytes(h).hex() for h in eng.seq_of)
+        pending = self._conn.execute("SELECT id_hmac FROM erased WHERE cid=?", (cid,)).fetchall()
+        erased += sorted(bytes(r[0]).hex() for r in pending)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("items", "blocks", "holds", "erased", "collections"):
+                self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._collections.pop(name, None)
+        if self._milvus is not None:  # the Milvus rows of this collection go too
+            index = eng.index
+            with contextlib.suppress(Exception):
+                if len(index):
+                    index.remove(np.arange(len(index), dtype=np.int64))
+        self._ring.collections.pop(cid, None)  # crypto-shred: nothing can decrypt a stray copy
+        self._save_ring(self._provider, fresh_kdf=False)
+        (self.path / "index" / f"{cid}.seg").unlink(missing_ok=True)
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        receipt = {
+            "format": 1,
+            "store_id": self.store_id,
+            "dropped": name,
+            "erased": {name: erased},
+            "count": len(erased),
+            "at": self._now(),
+            "by": by,
+            "files": sorted(p.name for p in self.path.iterdir() if p.is_file()),
+        }
+        receipt["signature"] = self._sign(receipt)
+        self._audit_op("collection.drop", collection=name, detail={"count": len(erased)})
+        return receipt
 
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
 
     def collection(self, name: str) -> Collection:
         """Open a collection by name (CollectionNotFoundError when there is none)."""
-        self._refresh()
+        self._check_open()
         coll = self._collections.get(name)
         if coll is not None:
             return coll
+        with self._collections_lock:  # threads opening one collection get one engine
+            coll = self._collections.get(name)
+            if coll is None:
+                coll = self._open_collection(name)
+                self._collections[name] = coll
+            return coll
+
+    def _open_collection(self, name: str) -> Collection:
         row = self._conn.execute("SELECT cid, config FROM collections WHERE name=?", (name,)).fetchone()
         if row is None:
             raise CollectionNotFoundError(f"no collection named {name!r}; create it with create_collection")
@@ -409,14 +531,21 @@ class Store(AccessMixin, MonitorMixin):
             backend=self._backend,
             directory=self.path,
             index_options=self._index_options(name, int(config["bits"])),
+            attributes=AttributeTable,
             keys_source=lambda: self._keys_for(cid),
         )
         hz = config.get("hasher")
         bits = int(config["bits"])
         loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
-        coll = Collection(self, engine, Encoders(None, engine.bits, loader=loader))
-        self._collections[name] = coll
-        return coll
+        ops = CollectionOps(
+            engine,
+            Encoders(None, engine.bits, loader=loader),
+            self._rw,
+            now=self._now,
+            check_writable=self._check_writable,
+            purge=self._purge_collection,
+        )
+        return Collection(self._gate, ops, self._operator, self)
 
     def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
         if self._milvus is None:
@@ -432,8 +561,18 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ retention and erasure
     def _purge_collection(self, engine: CollectionEngine, now: float) -> int:
+        """Delete a collection's expired items (the caller holds the write lock); the operator's
+        ``purge`` record is made durable inside the transaction."""
         seqs = engine.expired(now)
-        return engine.delete_seqs(seqs, now=now, by="ttl") if seqs else 0
+        if not seqs:
+            return 0
+        record = {"count": len(seqs), "ttl": True}
+        return engine.delete_seqs(
+            seqs,
+            now=now,
+            by="ttl",
+            before_commit=lambda: self._audit_op("purge", collection=engine.name, detail=record),
+        )
 
     def purge(self) -> int:
         """Delete every item past its collection's TTL and not under legal hold; returns the count.
@@ -443,23 +582,22 @@ class Store(AccessMixin, MonitorMixin):
         return self._purge(on_open=False)
 
     def _purge(self, *, on_open: bool) -> int:
-        with self._writing():
-            return self._purge_locked(on_open=on_open)
-
-    def _purge_locked(self, *, on_open: bool) -> int:
+        self._check_writable()
         now = self._now()
         total = 0
-        for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
-            if has_expired(self._conn, cid, now):
-                total += self._purge_collection(self.collection(name)._engine, now)
-        if total or not on_open:
-            self._audit_op("purge", detail={"count": total})
+        with self._rw.write():
+            for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
+                if has_expired(self._conn, cid, now):
+                    total += self._purge_collection(self.collection(name)._ops.engine, now)
+            if not total and not on_open:  # each collection's purge recorded itself
+                self._audit_op("purge", detail={"count": 0})
         return total
 
     def compact(self, *, by: str | None = None) -> dict[str, Any]:
         """Scrub deleted rows from the files (VACUUM, WAL truncated) and return a signed erasure
         receipt listing the id HMACs erased since the last compaction."""
-        with self._writing():
+        self._check_writable()
+        with self._rw.write():
             return self._compact(by)
 
     def _compact(self, by: str | None) -> dict[str, Any]:
@@ -473,10 +611,8 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._save_segments()
-        for coll in self._collections.values():  # ask Milvus to drop deleted rows from its segments
-            compact_index = getattr(coll._engine.index, "compact", None)
-            if compact_index is not None:
-                compact_index()
+        for coll in list(self._collections.values()):  # ask Milvus to drop deleted rows from its segments
+            coll._ops.engine.index.compact()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
@@ -509,31 +645,35 @@ class Store(AccessMixin, MonitorMixin):
         """Re-wrap every data key under a new master key and passphrase (old one stops working);
         ``reencrypt=True`` also re-encrypts every row under new data keys. Crash-safe: the keyring
         is replaced atomically and old data keys are dropped only after all rows moved."""
+        self._check_writable()
         provider = provider_for(new_passphrase, new_key_provider)
-        with self._writing():
-            self._rotate(provider, reencrypt)
-
-    def _rotate(self, provider: KeyProvider, reencrypt: bool) -> None:
-        self._ring.rotate_master()
-        if reencrypt:
-            self._ring.new_data_keys()
-        self._save_ring(provider)
-        self._provider = provider
-        if reencrypt:
-            for name in self.collections():
-                eng = self.collection(name)._engine
-                eng.reseal(eng.keys.current)
-            self._ring.drop_old_data_keys()
-            self._save_ring(provider, fresh_kdf=False)
-            self._conn.execute("VACUUM")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
+        with self._rw.write():
+            self._ring.rotate_master()
+            if reencrypt:
+                self._ring.new_data_keys()
+            self._save_ring(provider)
+            self._provider = provider
+            if reencrypt:
+                for name in self.collections():
+                    eng = self.collection(name)._ops.engine
+                    eng.reseal(eng.keys.current)
+                self._ring.drop_old_data_keys()
+                self._save_ring(provider, fresh_kdf=False)
+                self._conn.execute("VACUUM")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
 
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
-        """Write an encrypted snapshot (keyring + sealed database) to ``path``."""
-        if self._closed:
-            raise StoreError("the store is closed")
+        """Write a sealed snapshot of the whole store to ``path``: the database, the users and token
+        hashes, the audit log with its checkpoints, and the monitor's query log, fitted detector and
+        guard state, plus the (passphrase-protected) keyring. See :mod:`securecmr.store._snapshot`.
+        The export is itself audited, inside the snapshot."""
+        self._check_open()
+        self._audit_op("export.snapshot")
+        audit = self._access.audit
+        audit.checkpoint()
+        self._monitor.flush()
         self._conn.execute("PRAGMA wal_checkpoint(FULL)")
         dest = Path(path)
         tmpdb = dest.with_name(dest.name + ".db.tmp")
@@ -541,16 +681,35 @@ class Store(AccessMixin, MonitorMixin):
             tmpdb.unlink()
         self._conn.execute("VACUUM INTO ?", (str(tmpdb),))
         try:
-            db = tmpdb.read_bytes()
+            files = {"store.db": tmpdb.read_bytes()}
         finally:
             tmpdb.unlink()
+        with audit._file_lock():  # no record lands half-copied (other processes append too)
+            files.update((name, p.read_bytes()) for name, p in store_files(self.path))
         ring = (self.path / KEYRING_FILE).read_bytes()
-        sealed = Sealer(hkdf(self._ring.secret, "securecmr/snapshot")).seal(
-            db, f"securecmr/snapshot|{self.store_id}".encode()
-        )
-        header = json.dumps({"store_id": self.store_id, "keyring": len(ring)}).encode()
-        atomic_write(dest, _SNAP_MAGIC + len(header).to_bytes(4, "big") + header + ring + sealed)
-        self._audit_op("export.snapshot")
+        atomic_write(dest, pack(self._ring.secret, self.store_id, self._now(), ring, files))
+
+    @staticmethod
+    def verify_snapshot(
+        snapshot: str | os.PathLike[str],
+        passphrase: str | None = None,
+        *,
+        key_provider: KeyProvider | None = None,
+    ) -> dict[str, Any]:
+        """Check a snapshot without restoring it (IntegrityError if any byte was changed,
+        DecryptionError for a wrong passphrase); returns what it holds."""
+        provider = provider_for(passphrase, key_provider)
+        snap = unpack(Path(snapshot).read_bytes(), provider, Path(snapshot).name)
+        return {
+            "format": snap.format,
+            "store_id": snap.store_id,
+            "created": snap.created,
+            "files": sorted(snap.files),
+            "bytes": sum(len(b) for b in snap.files.values()),
+            "users": "access/users.sealed" in snap.files,
+            "audit": any(n.startswith("access/audit/") for n in snap.files),
+            "monitor_fitted": "monitor/detector.npz" in snap.files,
+        }
 
     @classmethod
     def import_snapshot(
@@ -562,37 +721,46 @@ class Store(AccessMixin, MonitorMixin):
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
     ) -> Store:
-        """Restore a snapshot into a new store directory ``path`` and open it."""
+        """Restore a snapshot into a new store directory ``path`` and open it.
+
+        The whole snapshot is authenticated and decrypted in memory first: a damaged or altered
+        file raises IntegrityError and nothing is written. Users and tokens work as before, the
+        audit log carries the full history (verified) plus a ``restore`` record, and the monitor
+        is fitted as it was. A failed restore leaves nothing behind."""
         provider = provider_for(passphrase, key_provider)
         data = Path(snapshot).read_bytes()
-        if not data.startswith(_SNAP_MAGIC):
-            raise IntegrityError(f"{Path(snapshot).name}: not a securecmr snapshot")
-        off = len(_SNAP_MAGIC)
-        hlen = int.from_bytes(data[off : off + 4], "big")
-        header = json.loads(data[off + 4 : off + 4 + hlen])
-        ring_bytes = data[off + 4 + hlen : off + 4 + hlen + int(header["keyring"])]
-        sealed = data[off + 4 + hlen + int(header["keyring"]) :]
+        snap = unpack(data, provider, Path(snapshot).name)
         root = Path(path)
-        if root.exists() and any(root.iterdir()):
+        if (root / _MARKER).exists() or (root.exists() and any(root.iterdir())):
             raise StoreExistsError(f"{root} is not empty; import into a new directory")
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write(root / KEYRING_FILE, ring_bytes)
-        ring = Keyring.load(root, provider)
+        made = not root.exists()
         try:
-            db = Sealer(hkdf(ring.secret, "securecmr/snapshot")).open(
-                sealed, f"securecmr/snapshot|{ring.store_id}".encode()
-            )
-        except Exception:
-            (root / KEYRING_FILE).unlink()
-            raise IntegrityError(f"{Path(snapshot).name}: the snapshot does not authenticate") from None
-        atomic_write(root / DB_FILE, db)
-        conn = connect(root)
-        try:  # the snapshot carries neither the audit log nor the users: the new store starts both
-            conn.execute("DELETE FROM meta WHERE key IN ('state/audit', 'state/registry')")
-        finally:
-            conn.close()
-        atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
-        return cls.open(root, key_provider=provider, clock=clock)
+            root.mkdir(parents=True, exist_ok=True)
+            for name, blob in snap.files.items():
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(dest, blob)
+            atomic_write(root / KEYRING_FILE, snap.keyring)
+            atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": snap.store_id}).encode())
+            store = cls.open(root, key_provider=provider, clock=clock)
+            try:
+                report = store.audit.verify() if snap.format >= 2 else None
+            except BaseException:
+                store.close()
+                raise
+        except BaseException:
+            _remove_tree(root, keep_root=not made)
+            raise
+        store._audit_op(
+            "restore",
+            detail={
+                "snapshot": hashlib.sha256(data).hexdigest()[:16],
+                "format": snap.format,
+                "created": snap.created,
+                "records": None if report is None else report.records,
+            },
+        )
+        return store
 
 
 MILVUS_LITE_FILE = "milvus.db"
@@ -642,6 +810,20 @@ def _milvus_for(
         return None
     chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
     return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
+
+
+def _remove_tree(root: Path, *, keep_root: bool) -> None:
+    """Remove what a failed create or import wrote (the directory itself unless it was there)."""
+    import shutil
+
+    if keep_root:
+        for child in list(root.iterdir()) if root.exists() else []:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:

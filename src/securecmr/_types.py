@@ -1,4 +1,4 @@
-"""Items and hits."""
+"""Items and hits: the data types every layer shares (at the bottom of the import graph)."""
 
 from __future__ import annotations
 
