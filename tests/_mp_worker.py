@@ -36,6 +36,8 @@ def main() -> None:
     if role == "writer":
         store = securecmr.Store.open(store_path, passphrase=PASS, timeout=60)
         coll = store.collection("c")
+        start = time.time()  # the clock starts once the store is open (slow on a loaded machine)
+        end = start + duration
         mine: list[str] = []
         i = 0
         revoked = rotated = False
@@ -65,15 +67,14 @@ def main() -> None:
         store.close()
     else:
         store = securecmr.Store.open(store_path, passphrase=PASS, readonly=True)
-        sessions = {name: store.session(tok) for name, tok in tokens.items()}
         stop = Path(tokens_file).with_name("stop")
         while True:
             last_round = stop.exists()  # the writers are all done: one more round, then stop
-            for name, sess in sessions.items():
+            for name, tok in tokens.items():
                 q = rng.integers(0, 256, 8, dtype=np.uint8)
                 t0 = time.time()
-                try:
-                    hits = sess.collection("c").search(code=q, k=3)
+                try:  # a fresh session per call: authenticated against the registry as it is now
+                    hits = store.session(tok).collection("c").search(code=q, k=3)
                 except AuthenticationError:
                     log["refused"].append({"user": name, "t0": t0})
                     continue

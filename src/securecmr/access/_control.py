@@ -93,6 +93,7 @@ class AccessControl:
         registry_floor: Callable[[], int] | None = None,
         on_registry_save: Callable[[int], None] | None = None,
         log_id: str = "",
+        audit_state: Callable[[], int] | None = None,
     ) -> None:
         if not isinstance(secret, bytes) or len(secret) < 32:
             raise ConfigurationError("the access-control secret must be at least 32 bytes")
@@ -119,6 +120,7 @@ class AccessControl:
             anchor=anchor if anchor is not None else _RegistryAnchor(self.registry),
             checkpoints=not readonly,
             log_id=log_id,
+            state_probe=audit_state,
         )
 
     def _changing(self) -> AbstractContextManager[Any]:

@@ -219,6 +219,7 @@ class AuditLog:
         anchor: AuditAnchor | None = None,
         checkpoints: bool = True,
         log_id: str = "",
+        state_probe: Callable[[], int] | None = None,
     ) -> None:
         if not isinstance(key, bytes) or len(key) < 32:
             raise ConfigurationError("the audit key must be at least 32 bytes")
@@ -235,6 +236,7 @@ class AuditLog:
         self.writes_checkpoints = bool(checkpoints)
         self.log_id = str(log_id)
         self._anchor = anchor
+        self._state_probe = state_probe
         self._clock = clock or time.time
         self._chain_key = hmac.new(key, b"securecmr/audit/chain", hashlib.sha256).digest()
         self._cp_key = hmac.new(key, b"securecmr/audit/checkpoint", hashlib.sha256).digest()
@@ -261,7 +263,7 @@ class AuditLog:
         with self._file_lock():
             if not self._log_path.exists() and not self._cp_path.exists():
                 anchored = anchor.load() if anchor is not None else None
-                if anchored is not None:
+                if anchored is not None and anchored[0] > 0:
                     raise AuditIntegrityError(
                         f"the audit log is missing, but the store's sealed anchor records {anchored[0]} "
                         "audit records: restore audit.jsonl and audit.checkpoints.jsonl from a backup "
@@ -635,10 +637,11 @@ class AuditLog:
                     self._cv.wait(left)
             try:
                 self._flush()
-            except Exception:  # retried by the next append, flush or close
+            except Exception:  # retried by the next append, flush or close (which raises it)
                 with self._cv:
-                    if not self._stop:
-                        self._cv.wait(self.group_commit_s)
+                    if self._stop:
+                        return
+                    self._cv.wait(self.group_commit_s)
 
     def flush(self) -> None:
         """Write the group-committed records now (also done within the bound, on verify and on close)."""
@@ -718,6 +721,8 @@ class AuditLog:
             "time": round(float(self._clock()), 6),
             "prev": self._last_checkpoint_mac(),
         }
+        if self._state_probe is not None:
+            cp["state"] = int(self._state_probe())
         cp["mac"] = hmac.new(self._cp_key, _canon(cp), hashlib.sha256).hexdigest()
         fd = os.open(self._cp_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -730,6 +735,14 @@ class AuditLog:
         self._since_cp = 0
         if self._anchor is not None and kind != "purge":
             self._anchor.save(int(cp["n"]), str(cp["head"]))
+
+    def checkpointed_state(self) -> int | None:
+        """The store state epoch named by the newest checkpoint that names one (None if none)."""
+        for cp in reversed(self._checkpoints()):
+            state = cp.get("state")
+            if isinstance(state, int):
+                return state
+        return None
 
     def checkpoint(self) -> None:
         """Seal the current head now (also done every ``checkpoint_every`` records and on close by a
@@ -746,19 +759,23 @@ class AuditLog:
         flusher = self._flusher
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join()
-        self._flush()
-        with self._file_lock():
-            if self._loaded and self._since_cp and self.writes_checkpoints:
-                self._write_checkpoint_locked()
+        try:
+            self._flush()
+            with self._file_lock():
+                if self._loaded and self._since_cp and self.writes_checkpoints:
+                    self._write_checkpoint_locked()
+                if self._live is not None:  # a clean end: nothing of ours is missing
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._live[0])
+        finally:
+            # records that could not be written leave the marker behind: the next process to
+            # open the log appends an audit.gap record for them
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-            if self._live is not None:  # a clean end: nothing of ours is missing
-                path, fd = self._live
+            if self._live is not None:
+                os.close(self._live[1])
                 self._live = None
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                os.close(fd)
 
     def __enter__(self) -> AuditLog:
         return self

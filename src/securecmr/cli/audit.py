@@ -54,6 +54,7 @@ def verify_cmd(
 def head_cmd(
     store: STORE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+    as_json: JSON = False,  # the head is JSON either way
 ) -> None:
     """Print the signed head of the audit log (JSON: store id, record count, chain hash, time, MAC).
 

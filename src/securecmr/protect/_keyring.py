@@ -193,13 +193,14 @@ class Keyring:
     secret: bytes
     collections: dict[str, CollectionKeys] = field(default_factory=dict)
     kdf: dict[str, Any] = field(default_factory=dict)
+    state: int = 0  # 1: the store keeps sealed state (roots, registry version, audit anchor)
 
     def __repr__(self) -> str:
         return f"Keyring(store_id={self.store_id!r}, collections={len(self.collections)})"
 
     @classmethod
     def new(cls, store_id: str) -> Keyring:
-        return cls(store_id=store_id, master=os.urandom(32), secret=os.urandom(32))
+        return cls(store_id=store_id, master=os.urandom(32), secret=os.urandom(32), state=1)
 
     def add_collection(self, cid: str) -> CollectionKeys:
         keys = CollectionKeys(salt=os.urandom(32), data={1: os.urandom(32)}, current=1)
@@ -221,7 +222,7 @@ class Keyring:
             ).encode()
             cols[cid] = b64(master.seal(inner, f"{self.store_id}/collection/{cid}".encode()))
         return json.dumps(
-            {"master": b64(self.master), "secret": b64(self.secret), "collections": cols}
+            {"master": b64(self.master), "secret": b64(self.secret), "collections": cols, "state": self.state}
         ).encode()
 
     def save(self, directory: Path, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
@@ -257,7 +258,13 @@ class Keyring:
         except DecryptionError:
             raise DecryptionError("wrong passphrase or key for this store (nothing was changed)") from None
         b = base64.b64decode
-        ring = cls(store_id=store_id, master=b(body["master"]), secret=b(body["secret"]), kdf=params)
+        ring = cls(
+            store_id=store_id,
+            master=b(body["master"]),
+            secret=b(body["secret"]),
+            kdf=params,
+            state=int(body.get("state", 0)),
+        )
         master = Sealer(ring.master)
         for cid, blob in body["collections"].items():
             inner = json.loads(master.open(b(blob), f"{store_id}/collection/{cid}".encode()))

@@ -45,6 +45,7 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
+from ._roots import MOD, RootKeeper, compare
 
 __all__ = ["CollectionEngine"]
 
@@ -107,11 +108,15 @@ class CollectionEngine:
         index_options: dict[str, Any] | None = None,
         attributes: Callable[[], AttributeIndex] | None = None,
         keys_source: Callable[[], CollectionKeys] | None = None,
+        roots: RootKeeper | None = None,
     ) -> None:
         self.directory = directory
         self._backend, self._index_options = backend, index_options
         self._keys_source = keys_source
         self._reload_needed = False
+        self._roots = roots
+        self._root: dict[str, Any] | None = None  # the sealed root this process last verified
+        self._next_roots: dict[str, dict[str, Any]] | None = None
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
         self.protection = str(config["protection"])
@@ -188,6 +193,13 @@ class CollectionEngine:
             self.keys = self._keys_source()
             self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
             self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
+        self._clear_memory()
+        self._load()
+        self.version += 1
+        if not len(self) and self._attr_factory is not None:
+            self._attrs = self._attr_factory()
+
+    def _clear_memory(self) -> None:
         self._sealers, self._tags = {}, {}
         self.index = make_index(self._backend, self.bits, **(self._index_options or {}))
         self.code_seq = np.zeros(0, dtype=np.int64)
@@ -200,10 +212,6 @@ class CollectionEngine:
         with self._cache_lock:
             self._subsets.clear()
         self._row_item = None
-        self._load()
-        self.version += 1
-        if not len(self) and self._attr_factory is not None:
-            self._attrs = self._attr_factory()
 
     def __len__(self) -> int:
         return int(self._live.size)
@@ -431,6 +439,97 @@ class CollectionEngine:
         self._bids, self._spans = arr[:, 0].copy(), arr[:, 1].copy()
 
     def _load(self) -> None:
+        """Load the collection and check it against its sealed state root (retried when another
+        process committed in the middle, so what is checked is what was loaded)."""
+        for _ in range(5):
+            self._load_rows()
+            if self._check_root():
+                return
+            self._clear_memory()  # another process wrote between our reads: load again
+        raise StoreError(f"collection {self.name!r} kept changing while it was loaded; retry")
+
+    def _check_root(self) -> bool:
+        """Compare the rows (in one snapshot) with the sealed root: IntegrityError naming what
+        differs; False when that snapshot is newer than what was loaded."""
+        roots = self._roots
+        if roots is None:
+            return True
+        sealed, now = roots.snapshot(self.cid)
+        if now is None:
+            raise IntegrityError(
+                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
+            )
+        if now["gen"] != self.gen:
+            return False
+        compare(self.name, sealed, now)
+        self._root = sealed
+        return True
+
+    def _root_begin(self) -> None:
+        """First step of a write's transaction: the counters and the stored root must be the ones
+        this process verified (else the rows were edited while the store was open)."""
+        if self._roots is None:
+            return
+        exp = self._root
+        row = self.conn.execute("SELECT gen, next_seq FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        if exp is None or row is None:
+            raise IntegrityError(
+                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
+            )
+        if int(row[0]) != exp["gen"] or int(row[1]) != exp["next_seq"]:
+            raise IntegrityError(
+                f"{DB_FILE}: the counters of collection {self.name!r} were edited while the store was open "
+                f"(gen {row[0]}, next_seq {row[1]}; sealed {exp['gen']}, {exp['next_seq']}); "
+                "restore a snapshot"
+            )
+        roots = self._roots.load(self.conn)
+        if roots is None or roots.get(self.cid) != exp:
+            raise IntegrityError(
+                f"{DB_FILE}: the sealed state of collection {self.name!r} changed outside this store; "
+                "restore a snapshot"
+            )
+        self._next_roots = roots
+
+    def _root_end(
+        self,
+        *,
+        gen: int | None = None,
+        next_seq: int | None = None,
+        add_blocks: Sequence[tuple[int, int, int, int, float | None]] = (),
+        drop_blocks: Sequence[tuple[int, int, int, int, float | None]] = (),
+        add_holds: Sequence[int] = (),
+        drop_holds: Sequence[int] = (),
+        legacy: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Last step of a write's transaction: store the new root (returned; kept after COMMIT)."""
+        if self._roots is None or self._root is None or self._next_roots is None:
+            return None
+        r, cid, keeper = dict(self._root), self.cid, self._roots
+        if gen is not None:
+            r["gen"] = gen
+        if next_seq is not None:
+            r["next_seq"] = next_seq
+        blocks = r["blocks"]
+        for b in add_blocks:
+            blocks += keeper.block_term(cid, *b)
+        for b in drop_blocks:
+            blocks -= keeper.block_term(cid, *b)
+        r["blocks"], r["nblocks"] = blocks % MOD, r["nblocks"] + len(add_blocks) - len(drop_blocks)
+        holds = r["holds"]
+        for q in add_holds:
+            holds += keeper.hold_term(cid, q)
+        for q in drop_holds:
+            holds -= keeper.hold_term(cid, q)
+        r["holds"], r["nholds"] = holds % MOD, r["nholds"] + len(add_holds) - len(drop_holds)
+        if legacy is not None:
+            r["legacy"] = legacy
+        roots = self._next_roots
+        roots[cid] = r
+        keeper.save(self.conn, roots)
+        self._next_roots = None
+        return r
+
+    def _load_rows(self) -> None:
         try:
             (self.gen,) = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
             self.segment_gen = -1
@@ -550,12 +649,20 @@ class CollectionEngine:
             inserts.append((self.cid, bid, span, n, kv, expires, sc, sb))
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
+            held = {int(r[0]) for r in self.conn.execute("SELECT seq FROM holds WHERE cid=?", (self.cid,))}
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
             self.conn.executemany(
                 "INSERT OR IGNORE INTO holds VALUES (?,?)", [(self.cid, r[0]) for r in rows if r[7]]
             )
             self.conn.execute("DELETE FROM items WHERE cid=?", (self.cid,))
+            root = self._root_end(
+                add_blocks=[r[1:6] for r in inserts],
+                add_holds=sorted({int(r[0]) for r in rows if r[7]} - held),
+                legacy=0,
+            )
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -629,6 +736,7 @@ class CollectionEngine:
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             (start,) = self.conn.execute(
                 "SELECT next_seq FROM collections WHERE cid=?", (self.cid,)
             ).fetchone()
@@ -646,9 +754,11 @@ class CollectionEngine:
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
+            root = self._root_end(gen=self.gen + 1, next_seq=start + n, add_blocks=[r[1:6] for r in inserts])
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -723,6 +833,8 @@ class CollectionEngine:
             )
         kv_new = self.keys.current
         updates, removals, erased = [], [], []
+        dropped: list[tuple[int, int, int, int, float | None]] = []
+        added: list[tuple[int, int, int, int, float | None]] = []
         for bid, span, n, kv, expires, core, body in self._fetch_blocks(bids.tolist(), "core, body"):
             bseqs, masks, codes = self._open_block_core(bid, span, n, kv, expires, core)
             bseqs2, hm, ids_json, metas_json = self._open_block_body(bid, span, n, kv, expires, body)
@@ -733,6 +845,7 @@ class CollectionEngine:
             keep = ~gone
             if not keep.any():
                 removals.append((self.cid, bid))
+                dropped.append((bid, span, n, kv, expires))
                 continue
             keep_codes = np.repeat(keep, popcount(masks))
             kept = np.flatnonzero(keep).tolist()
@@ -748,10 +861,13 @@ class CollectionEngine:
             )
             sc, sb = self._seal_block(bid, span, nn, kv_new, expires, new_core, new_body)
             updates.append((nn, kv_new, sc, sb, self.cid, bid))
+            dropped.append((bid, span, n, kv, expires))
+            added.append((bid, span, nn, kv_new, expires))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             self.conn.executemany(
                 "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", updates
             )
@@ -765,9 +881,11 @@ class CollectionEngine:
                 "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
                 [(self.cid, h, now, by) for h in erased],
             )
+            root = self._root_end(gen=self.gen + 1, add_blocks=added, drop_blocks=dropped, drop_holds=holds)
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -816,15 +934,20 @@ class CollectionEngine:
         self._to_blocks()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
+            held = set(self._held(seqs))
             self.conn.executemany(
                 "INSERT OR IGNORE INTO holds VALUES (?,?)"
                 if hold
                 else "DELETE FROM holds WHERE cid=? AND seq=?",
                 [(self.cid, s) for s in seqs],
             )
+            changed = sorted({s for s in seqs if (s in held) != hold})
+            root = self._root_end(add_holds=changed if hold else (), drop_holds=() if hold else changed)
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -1062,6 +1185,8 @@ class CollectionEngine:
         self.segment_gen = -1
         self._to_blocks()
         updates = []
+        dropped: list[tuple[int, int, int, int, float | None]] = []
+        added: list[tuple[int, int, int, int, float | None]] = []
         for bid, span, n, kv, expires, core, body in self.conn.execute(
             "SELECT bid, span, n, kv, expires, core, body FROM blocks WHERE cid=?", (self.cid,)
         ).fetchall():
@@ -1077,11 +1202,16 @@ class CollectionEngine:
                 pack_body(bseqs, hm, ids_json, metas_json),
             )
             updates.append((new_kv, sc, sb, self.cid, bid))
+            dropped.append((bid, span, n, kv, expires))
+            added.append((bid, span, n, new_kv, expires))
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
             self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
+            root = self._root_end(gen=self.gen + 1, add_blocks=added, drop_blocks=dropped)
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

@@ -42,6 +42,11 @@ class WriterLock:
         """Whether this process holds the lock now (inside a write call)."""
         return self._depth > 0
 
+    @property
+    def nested(self) -> bool:
+        """Whether the current hold is inside another one of this thread."""
+        return self._depth > 1
+
     @contextlib.contextmanager
     def hold(self, timeout: float | None = None) -> Iterator[None]:
         wait = self.timeout if timeout is None else max(float(timeout), 0.0)
@@ -109,12 +114,17 @@ class StoreLock:
     the write side so no search sees half of it)."""
 
     def __init__(
-        self, writer: WriterLock | None, stale: Callable[[], bool], sync: Callable[[], None]
+        self,
+        writer: WriterLock | None,
+        stale: Callable[[], bool],
+        sync: Callable[[], None],
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         self._rw = RWLock()
         self._writer = writer
         self._stale = stale
         self._sync = sync
+        self._after_write = after_write
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -144,3 +154,5 @@ class StoreLock:
             if self._stale():
                 self._sync()
             yield
+            if self._after_write is not None and not self._writer.nested:
+                self._after_write()

@@ -44,6 +44,7 @@ from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_byte
 from ._engine import CollectionEngine
 from ._lock import StoreLock, WriterLock
 from ._ops import CollectionOps
+from ._roots import RootKeeper
 from ._snapshot import pack, store_files, unpack
 from ._state import AuditAnchorRow, StoreState
 
@@ -87,23 +88,42 @@ class Store(AccessMixin, MonitorMixin):
         self._data_version = self._db_version()
         # searches share it, writes hold it alone (and the inter-process writer lock): one
         # consistent version per call, with other processes' changes loaded first
-        self._rw = StoreLock(lock, self._stale, self._sync)
+        self._rw = StoreLock(lock, self._stale, self._sync, after_write=self._after_write)
         self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
         self._state = StoreState(
-            path, hkdf(ring.secret, "securecmr/state"), ring.store_id, readonly=lock is None
+            path,
+            hkdf(ring.secret, "securecmr/state"),
+            ring.store_id,
+            readonly=lock is None,
+            required=bool(ring.state),
         )
+        self._anchor = AuditAnchorRow(self._state)
+        if ring.state:  # the sealed entries must all be there (a deleted one is named)
+            self._state.get("audit")
+            self._state.get("registry")
+        self._roots = RootKeeper(ring.secret, ring.store_id, path) if ring.state else None
+        if self._roots is not None:
+            self._roots.check_collections(full=True)
         self._access = AccessControl(
             path / "access",
             hkdf(ring.secret, "securecmr/access"),
             clock=clock,
             readonly=lock is None,
             guard=self._rw.write,
-            anchor=AuditAnchorRow(self._state),
+            anchor=self._anchor,
             registry_floor=self._registry_floor,
             on_registry_save=self._registry_saved,
             log_id=ring.store_id,
+            audit_state=None if self._roots is None else self._roots.epoch,
         )
+        if self._roots is not None:
+            sealed = self._access.audit.checkpointed_state()
+            if sealed is not None and sealed > self._roots.epoch():
+                raise IntegrityError(
+                    f"{DB_FILE}: the database is older than the audit log (state {self._roots.epoch()}, "
+                    f"checkpointed {sealed}): store.db was rolled back; restore the newest copy"
+                )
         self._monitor = open_store_monitor(
             path / "monitor",
             hkdf(ring.secret, "securecmr/monitor"),
@@ -185,6 +205,7 @@ class Store(AccessMixin, MonitorMixin):
             sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
             blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
             conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
+            _seed_state(root, conn, ring)
             milvus = _milvus_for(root, index_cfg, None, milvus_token)
             store = cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
             # the marker last: a directory without it is not a store (and is removed below)
@@ -254,6 +275,9 @@ class Store(AccessMixin, MonitorMixin):
             raise
         if not readonly:
             try:
+                if not ring.state:  # a store made before sealed state existed: adopt it as it is
+                    with store._rw.write():
+                        store._adopt_state()
                 store._purge(on_open=True)
             except BaseException:
                 store.close()
@@ -266,8 +290,11 @@ class Store(AccessMixin, MonitorMixin):
         self._closed = True
         try:
             if self._lock is not None:
-                with self._rw.write():
-                    self._save_segments()
+                try:
+                    with self._rw.write():
+                        self._save_segments()
+                        self._access.close()
+                except KeyringError:  # another process rotated the keys: our segments are stale anyway
                     self._access.close()
             else:
                 self._access.close()
@@ -275,8 +302,12 @@ class Store(AccessMixin, MonitorMixin):
         finally:
             if self._milvus is not None:
                 self._milvus.close()
+            with contextlib.suppress(Exception):  # an anchor the database was too busy to take
+                self._anchor.flush()
             self._conn.close()
             self._state.close()
+            if self._roots is not None:
+                self._roots.close()
             if self._lock is not None:
                 self._lock.release()
 
@@ -317,6 +348,8 @@ class Store(AccessMixin, MonitorMixin):
         version = self._db_version()
         self._refresh_ring()
         if version != self._data_version:
+            if self._roots is not None:
+                self._roots.check_collections()
             for name, coll in list(self._collections.items()):
                 if not coll._ops.engine.sync():
                     self._collections.pop(name, None)  # dropped by another process
@@ -355,6 +388,44 @@ class Store(AccessMixin, MonitorMixin):
     def _save_ring(self, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
         self._ring.save(self.path, provider, fresh_kdf=fresh_kdf)
         self._ring_stat = _stat_key(self.path / KEYRING_FILE)
+
+    def _adopt_state(self) -> None:
+        """Seal the state of a store made before sealed state existed, as it is now (the writer
+        that first opens it; a test also uses it to adopt rows written the old way)."""
+        roots = RootKeeper(self._ring.secret, self.store_id, self.path)
+        entries = {}
+        for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
+            now = roots.measure(self._conn, cid)
+            if now is not None:
+                entries[cid] = dict(now, name=str(name))
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            roots.save(self._conn, entries)
+            if self._conn.execute("SELECT 1 FROM meta WHERE key='state/audit'").fetchone() is None:
+                anchor = self._access.registry.audit_anchor or (0, "0" * 64)
+                self._state.seed(self._conn, "audit", {"n": anchor[0], "head": anchor[1]})
+            self._state.seed(self._conn, "registry", {"version": self._access.registry.version})
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if not self._ring.state:
+            self._ring.state = 1
+            self._save_ring(self._provider, fresh_kdf=False)
+        if self._roots is not None:
+            self._roots.close()
+        self._roots = roots
+        self._state.required = True
+        for coll in self._collections.values():
+            coll._ops.engine._roots = roots
+            coll._ops.engine.force_reload()
+            coll._ops.engine.sync()
+
+    def _after_write(self) -> None:
+        """After each write call: seal the audit head (a checkpoint naming the state epoch, and the
+        anchor), so neither the log's tail nor store.db can be cut back unnoticed."""
+        self._access.audit.checkpoint()
+        self._anchor.flush()
 
     def _registry_floor(self) -> int:
         got = self._state.get("registry")
@@ -434,7 +505,17 @@ class Store(AccessMixin, MonitorMixin):
         self._ring.add_collection(cid)
         self._save_ring(self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
-        self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
+            if self._roots is not None:
+                roots = self._roots.load(self._conn) or {}
+                roots[cid] = _empty_root(name, blob)
+                self._roots.save(self._conn, roots)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         return self.collection(name)
 
     def drop_collection(self, name: str, *, by: str | None = None) -> dict[str, Any]:
@@ -460,6 +541,10 @@ class Store(AccessMixin, MonitorMixin):
         try:
             for table in ("items", "blocks", "holds", "erased", "collections"):
                 self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
+            if self._roots is not None:
+                roots = self._roots.load(self._conn) or {}
+                roots.pop(cid, None)
+                self._roots.save(self._conn, roots)
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -533,6 +618,7 @@ class Store(AccessMixin, MonitorMixin):
             index_options=self._index_options(name, int(config["bits"])),
             attributes=AttributeTable,
             keys_source=lambda: self._keys_for(cid),
+            roots=self._roots,
         )
         hz = config.get("hasher")
         bits = int(config["bits"])
@@ -824,6 +910,33 @@ def _remove_tree(root: Path, *, keep_root: bool) -> None:
                 child.unlink(missing_ok=True)
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _empty_root(name: str, config_blob: bytes) -> dict[str, Any]:
+    return {
+        "name": name,
+        "config": RootKeeper.config_hash(config_blob),
+        "next_seq": 1,
+        "gen": 0,
+        "blocks": 0,
+        "nblocks": 0,
+        "holds": 0,
+        "nholds": 0,
+        "legacy": 0,
+    }
+
+
+def _seed_state(root: Path, conn: sqlite3.Connection, ring: Keyring) -> None:
+    """A new store's sealed state: no collections, registry version 0, an empty audit anchor."""
+    state = StoreState(root, hkdf(ring.secret, "securecmr/state"), ring.store_id)
+    roots = RootKeeper(ring.secret, ring.store_id, root)
+    try:
+        roots.save(conn, {})
+        state.seed(conn, "registry", {"version": 0})
+        state.seed(conn, "audit", {"n": 0, "head": "0" * 64})
+    finally:
+        roots.close()
+        state.close()
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:
