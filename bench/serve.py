@@ -9,11 +9,15 @@ send code queries for a fixed time.
   clients for ``--seconds``; every response that is not a 200 with k hits is an error.
 - ``http_overhead_ms``: one client, the same queries one at a time over HTTP, p50 minus the p50 of
   the same queries through ``Store.session(token).collection(...).search(code=...)`` in process,
-  measured on the same store in this run (before the server starts).
+  measured on the same store in this run (before the server starts). ``http_overhead_cpu_ms``:
+  the same difference in CPU time (client process + server process per request, minus the
+  in-process search's CPU), which a loaded machine's scheduling delays do not inflate.
 - scraper check: the query monitor is fitted on paced benign traffic made over HTTP (nurses at a
-  few queries per second); then the benign clients go on at that pace while a scraper pages
-  through the collection as fast as it can. Keys ``scraper_refused`` (429/403 answers),
-  ``scraper_429``, ``benign_refusal_rate``.
+  few queries per second) and its explicit rate rule is set to ``--rate-limit`` searches per user
+  per minute (600); then the benign clients go on at that pace while a scraper pages through the
+  collection as fast as it can. Keys ``scraper_refused`` (429/403 answers), ``scraper_429``,
+  ``benign_refusal_rate``. (The load generators of the first phase are service accounts: the rate
+  rule is lifted for them.)
 
 The server runs one worker process (``--workers`` is not offered yet: the store's inter-process
 writer lock and shared audit append are not in place); figures come from a shared 2-core machine
@@ -50,6 +54,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def set_rules(path: Path, **limits: Any) -> None:
+    """The store's explicit monitor rules (kept with the store; the server reads them at start)."""
+    import securecmr
+    from securecmr.monitor import MonitorRules
+
+    store = securecmr.Store.open(path, passphrase=PASS)
+    try:
+        store.monitor.set_rules(MonitorRules(**limits))
+    finally:
+        store.close()
+
+
 def build(path: Path, n: int, users: list[str], seed: int = 0) -> tuple[dict[str, str], np.ndarray]:
     import securecmr
 
@@ -83,7 +99,8 @@ def queries(codes: np.ndarray, m: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def in_process_ms(path: Path, token: str, qs: list[np.ndarray], k: int) -> list[float]:
+def in_process_ms(path: Path, token: str, qs: list[np.ndarray], k: int) -> tuple[list[float], float]:
+    """(wall ms per search, CPU ms per search) through a session in this process."""
     import securecmr
 
     store = securecmr.Store.open(path, passphrase=PASS)
@@ -92,13 +109,21 @@ def in_process_ms(path: Path, token: str, qs: list[np.ndarray], k: int) -> list[
         for q in qs[:20]:
             coll.search(code=q, k=k)
         out = []
+        c0 = time.process_time()
         for q in qs:
             t0 = time.perf_counter()
             coll.search(code=q, k=k)
             out.append((time.perf_counter() - t0) * 1000.0)
+        cpu = (time.process_time() - c0) * 1000.0 / len(qs)
     finally:
         store.close()
-    return out
+    return out, cpu
+
+
+def proc_cpu_ms(pid: int) -> float:
+    """User + system CPU of a process so far, in ms (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 class Served:
@@ -220,7 +245,10 @@ def drive(
     }
 
 
-def single_client_ms(url: str, token: str, qs: list[np.ndarray], k: int) -> list[float]:
+def single_client_ms(
+    url: str, token: str, qs: list[np.ndarray], k: int, server_pid: int
+) -> tuple[list[float], float]:
+    """(wall ms per search, CPU ms per search of client + server) through the HTTP client."""
     from securecmr.client import Client
 
     with Client(url, token) as client:
@@ -228,11 +256,14 @@ def single_client_ms(url: str, token: str, qs: list[np.ndarray], k: int) -> list
         for q in qs[:20]:
             coll.search(code=q, k=k)
         out = []
-        for q in qs:
-            t0 = time.perf_counter()
-            coll.search(code=q, k=k)
-            out.append((time.perf_counter() - t0) * 1000.0)
-    return out
+        c0, s0 = time.process_time(), proc_cpu_ms(server_pid)
+        for _ in range(3):  # three passes: the server's CPU clock ticks every 10 ms
+            for q in qs:
+                t0 = time.perf_counter()
+                coll.search(code=q, k=k)
+                out.append((time.perf_counter() - t0) * 1000.0)
+        cpu = ((time.process_time() - c0) * 1000.0 + proc_cpu_ms(server_pid) - s0) / len(out)
+    return out, cpu
 
 
 def fit_monitor(path: Path, exclude: list[str]) -> None:
@@ -262,6 +293,9 @@ def main() -> None:
     ap.add_argument("--nurses", type=int, default=6)
     ap.add_argument("--warmup-seconds", type=float, default=90.0)
     ap.add_argument("--nurse-pace", type=float, default=0.25, help="seconds between a nurse's queries")
+    ap.add_argument(
+        "--rate-limit", type=int, default=600, help="searches per user per minute (scraper phase)"
+    )
     ap.add_argument("--attack-seconds", type=float, default=15.0)
     args = ap.parse_args()
     import faiss
@@ -276,11 +310,13 @@ def main() -> None:
         tokens, codes = build(path, args.items, [*loaders, *nurses, "scraper"])
         build_s = time.perf_counter() - t0
         qs = queries(codes, 400, seed=1)
-        local = in_process_ms(path, tokens["load-0"], qs, args.k)
+        # the load generators are service accounts: the per-user rate rule is lifted for phase one
+        set_rules(path, max_searches=10**9, window_seconds=60.0)
+        local, local_cpu = in_process_ms(path, tokens["load-0"], qs, args.k)
 
         server = Served(path, Path(tmp) / "server.log")
         try:
-            remote = single_client_ms(server.url, tokens["load-0"], qs, args.k)
+            remote, remote_cpu = single_client_ms(server.url, tokens["load-0"], qs, args.k, server.proc.pid)
             load = drive(
                 server.url, [tokens[u] for u in loaders], queries(codes, 4000, seed=2), args.k, args.seconds
             )
@@ -296,6 +332,8 @@ def main() -> None:
         finally:
             server.stop()
         fit_monitor(path, exclude=loaders)
+        # people: at most --rate-limit searches per user per minute, then 429 (the monitor's rate rule)
+        set_rules(path, max_searches=args.rate_limit, window_seconds=60.0)
         server = Served(path, Path(tmp) / "server2.log")
         try:
             result: dict[str, Any] = {}
@@ -339,6 +377,9 @@ def main() -> None:
         "in_process_p50_ms": round(float(np.median(local)), 4),
         "http_p50_ms": round(float(np.median(remote)), 4),
         "http_overhead_ms": round(float(np.median(remote) - np.median(local)), 4),
+        "in_process_cpu_ms": round(local_cpu, 4),
+        "http_cpu_ms": round(remote_cpu, 4),
+        "http_overhead_cpu_ms": round(remote_cpu - local_cpu, 4),
         "warmup_queries": warm["ok"],
         "warmup_refused": warm["refused"],
         "scraper_queries": scrape["ok"] + scrape["refused"],
@@ -347,6 +388,7 @@ def main() -> None:
         "scraper_429": scrape["refused_429"],
         "benign_queries": benign_total,
         "benign_refusal_rate": round(ben["refused"] / benign_total, 4),
+        "rate_limit_per_min": args.rate_limit,
         "build_s": round(build_s, 1),
         "note": "shared 2-core machine, other jobs running; one server worker process",
     }

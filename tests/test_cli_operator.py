@@ -207,3 +207,38 @@ def test_roles(store: str) -> None:
     token = jcli("users", "create", store, "tri", "--role", "triage")["token"]
     with securecmr.Store.open(store, passphrase=PASS) as st:
         assert st.session(token).role == "triage"
+
+
+def test_ingest_upsert_and_search_where_with_the_encoders(
+    store: str, tmp_path: Path, models_dir: Path
+) -> None:
+    import os
+
+    env = {"SECURECMR_HOME": os.environ["SECURECMR_HOME"]}
+    jcli("collection", "create", store, "notes", "--policy", "item.ward in user.wards")
+    m = tmp_path / "notes.jsonl"
+    rows = [
+        {"id": f"n{i}", "text": t, "attrs": {"ward": w}}
+        for i, (t, w) in enumerate(
+            [("a red car at the gate", "a"), ("a red truck at the gate", "b"), ("a cat on a sofa", "a"),
+             ("a blue car parked", "b"), ("chest x-ray, no findings", "a")]
+        )
+    ]  # fmt: skip
+    m.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = cli("ingest", store, "notes", str(m), **env)
+    assert res.stdout.strip() == "ingested 5 items into notes"
+    assert "encoding: 5 items" in res.stderr and "done, 5 items" in res.stderr  # plain lines off a TTY
+    assert jcli("ingest", store, "notes", str(m), code=1, **env)["error"]["type"] == "DuplicateItemError"
+    rows[1]["attrs"] = {"ward": "a"}
+    m.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert jcli("ingest", store, "notes", str(m), "--upsert", **env)["added"] == 5
+    hits = jcli("search", store, "notes", "red car", "-k", "5", "--where", "item.ward == 'b'", **env)
+    assert [h["id"] for h in hits] == ["n3"]
+    token = jcli("users", "create", store, "wa", "--role", "reader", "--attr", "wards=a")["token"]
+    seen = jcli("search", store, "notes", "red car", "-k", "5", "--where", "item.ward == 'b' or true",
+                SECURECMR_TOKEN=token, **env)  # fmt: skip
+    assert seen and {h["attrs"]["ward"] for h in seen} == {"a"}  # where never widens the policy
+    table = cli("search", store, "notes", "red car", "-k", "2", **env).stdout.splitlines()
+    assert table[0].split()[:4] == ["rank", "score", "id", "modality"]
+    err = jcli("search", store, "notes", "car", "--where", "item.ward ==", code=1, **env)["error"]
+    assert err["type"] == "PolicyError"

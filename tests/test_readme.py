@@ -48,15 +48,16 @@ def test_python_example_runs(models_dir: Path, tmp_path: Path) -> None:
     assert len(code.group(1).strip().splitlines()) <= 16
     Image.fromarray(data.chelsea()).save(tmp_path / "cat.jpg")
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
-    out = subprocess.run(
-        [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.splitlines()
-    # the nurse sees only ward "a": the cat photo, never the coffee photo
-    assert lines[0].startswith("img-1 ")
-    assert not any(line.startswith("img-2") for line in lines)
-    assert "AuditReport(" in lines[-1]
+    for _run in range(2):  # the example can be rerun as it is (open_or_create, exist_ok, upsert)
+        out = subprocess.run(
+            [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = out.stdout.splitlines()
+        # the nurse sees only ward "a": the cat photo, never the coffee photo
+        assert lines[0].startswith("img-1 ")
+        assert not any(line.startswith("img-2") for line in lines)
+        assert "AuditReport(" in lines[-1]
 
 
 def test_every_guide_is_in_the_docs_index_and_the_mkdocs_nav() -> None:

@@ -315,6 +315,17 @@ def test_reader_search_page(models_dir: Path, tmp_path: Path, browser: Any) -> N
             rows[0][1] == "n0" and rows[0][4] == "note-0.txt" and float(rows[0][2]) > float(rows[2][2]) - 1e-9
         )
         _shot(browser, tmp_path / "search.png")
+        from PIL import Image
+
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "query.png")
+        browser.find_element(By.ID, "search-text").clear()
+        browser.find_element(By.ID, "search-image").send_keys(str(tmp_path / "query.png"))
+        browser.execute_script("document.querySelector('#search-results tbody').replaceChildren()")
+        browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+        try:
+            _wait(browser, lambda d: len(_rows(d, "search-results")) == 3, timeout=60)
+        except TimeoutException:
+            raise AssertionError(browser.find_element(By.ID, "search-status").text) from None
         _no_csp_violations(browser)
         assert "x-ray" not in server.log() and reader not in server.log()
     finally:

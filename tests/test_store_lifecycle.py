@@ -142,3 +142,13 @@ def test_drop_collection_erases_and_shreds(tmp_path: Path) -> None:
         assert cid not in st._ring.collections
         assert not (path / "index" / f"{cid}.seg").exists()
         assert [r["detail"]["count"] for r in st.audit.records() if r["action"] == "collection.drop"] == [4]
+
+
+def test_collections_listing_is_audited_once(tmp_path: Path) -> None:
+    with securecmr.Store.create(tmp_path / "st", passphrase=PASS) as st:
+        st.create_collection("a")
+        st.create_collection("a", exist_ok=True)  # internal checks write no listing record
+        assert st.collections() == ["a"]
+        repr(st)
+        lists = [r for r in st.audit.records() if r["action"] == "collection.list"]
+        assert len(lists) == 1 and lists[0]["principal"] == "@operator" and lists[0]["detail"] == {"count": 1}

@@ -57,7 +57,9 @@ class TimeRange:
         wc = self.wall_clock()
         when = (f"{wc[0]:%Y-%m-%d %H:%M:%S}-{wc[1]:%H:%M:%S} UTC" if wc
                 else f"{self.start:7.2f}s-{self.end:7.2f}s")
-        return f"{self.camera} [{self.site}] {when} score={self.score:.3f} ({len(self.ids)} segments)"
+        n = len(self.ids)
+        segs = f"{n} segment" if n == 1 else f"{n} segments"
+        return f"{self.camera} [{self.site}] {when} score={self.score:.3f} ({segs})"
 
 
 def merge_hits(hits: Iterable[HitLike], *, gap_s: float = 1.0) -> list[TimeRange]:

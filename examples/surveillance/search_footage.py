@@ -56,7 +56,8 @@ def main() -> None:
         for name, camera, site, start in CAMERAS:
             report = index.ingest(args.data / "media" / name, camera=camera, site=site,
                                   recording_start=start, ref_base=f"vault://{site}/{name}")
-            print(f"ingested {name:<24} as {camera:<12} {report.segments:>3} segments, "
+            unit = "segment" if report.segments == 1 else "segments"
+            print(f"ingested {name:<24} as {camera:<12} {report.segments:>3} {unit}, "
                   f"{report.seconds:6.1f} s of video")
         for q in QUERIES:
             print(f"\nquery: {q!r}")

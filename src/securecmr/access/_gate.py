@@ -38,6 +38,7 @@ from ..errors import (
     ItemNotFoundError,
     PermissionDeniedError,
     SecureCMRError,
+    StoreClosedError,
 )
 from ._control import OPERATOR, AccessControl
 from ._policy import Policy, compile_policy
@@ -53,6 +54,7 @@ _PERMISSION: dict[str, Permission] = {
     "get": Permission.SEARCH,
     "ids": Permission.SEARCH,
     "add": Permission.ADD,
+    "upsert": Permission.ADD,  # and DELETE: it may replace stored items (checked in _write)
     "delete": Permission.DELETE,
     "hold": Permission.DELETE,
     "release": Permission.DELETE,
@@ -105,21 +107,43 @@ class Gate:
         with self._lock:
             pol = self._policies.get(source)
             if pol is None:
-                pol = self._policies[source] = compile_policy(source)
+                pol = compile_policy(source)
+                if len(self._policies) < 4096:  # callers' where= filters must not grow it without bound
+                    self._policies[source] = pol
             return pol
 
-    def _filter(self, who: Principal, port: CollectionPort, role: Role | None) -> ItemFilter | None:
-        """The compiled collection policy and role policy for this principal (None: sees all)."""
-        if who.user is None:
-            return None
-        sources = [s for s in (port.policy_source, role.policy.source if role and role.policy else None) if s]
+    def _filter(
+        self, who: Principal, port: CollectionPort, role: Role | None, extra: str | None = None
+    ) -> ItemFilter | None:
+        """The compiled collection policy, role policy and the caller's own ``where`` filter, ANDed
+        (None: sees all). ``extra`` only ever narrows what the policies admit."""
+        given = (
+            []
+            if who.user is None
+            else [port.policy_source, role.policy.source if role and role.policy else None]
+        )
+        sources: list[str] = [s for s in (*given, extra) if s]
         if not sources:
             return None
-        source = sources[0] if len(sources) == 1 else f"({sources[0]}) and ({sources[1]})"
-        policy = self._policy(source)
-        ctx = who.user.policy_context()
-        key = (source, _ctx_key(ctx))
-        return ItemFilter(key, lambda attrs: policy.allows(attrs, ctx), lambda table: policy.mask(table, ctx))
+        # each expression compiled on its own and combined at evaluation: no text of one can
+        # reach into another's parentheses
+        policies = [self._policy(src) for src in sources]
+        ctx = who.user.policy_context() if who.user is not None else {}
+        key = (" and ".join(f"({src})" for src in sources), _ctx_key(ctx))
+        if len(policies) == 1:
+            (one,) = policies
+            return ItemFilter(key, lambda attrs: one.allows(attrs, ctx), lambda table: one.mask(table, ctx))
+
+        def allows(attrs: Mapping[str, Any]) -> bool:
+            return all(p.allows(attrs, ctx) for p in policies)
+
+        def mask(table: Any) -> np.ndarray:
+            out = np.asarray(policies[0].mask(table, ctx), dtype=bool)
+            for p in policies[1:]:
+                out = out & np.asarray(p.mask(table, ctx), dtype=bool)
+            return out
+
+        return ItemFilter(key, allows, mask)
 
     # ------------------------------------------------------------------ the path
     def run(self, who: Principal, port: CollectionPort, collection: str, req: Request) -> Any:
@@ -134,6 +158,8 @@ class Gate:
             return self._write(call, port)
         except _AuditFailed as failed:
             raise failed.exc from None
+        except StoreClosedError:
+            raise  # a closed store writes nothing more, not even a refusal
         except Exception as exc:
             if not call.recorded:
                 self._refused(call, port, exc)
@@ -156,7 +182,7 @@ class Gate:
         role = self._authorise(call.who, req.action)
         if role is not None and role.max_k is not None:
             call.k = min(call.k, role.max_k)
-        visible = self._filter(call.who, port, role)
+        visible = self._filter(call.who, port, role, _where_of(req))
         # guard
         monitor = self._monitor if call.who.user is not None else None
         if monitor is not None:
@@ -209,7 +235,7 @@ class Gate:
         req, audit = call.req, self._control.audit
         ids = canonical_ids(req.ids) if req.action == "get" else None
         role = self._authorise(call.who, req.action)
-        visible = self._filter(call.who, port, role)
+        visible = self._filter(call.who, port, role, _where_of(req) if ids is None else None)
         if ids is not None:
             out: Any = port.get(ids, visible=visible)
             detail = {"count": len(ids)}
@@ -233,7 +259,7 @@ class Gate:
         ids: list[str | int] | None = None
         where: dict[str, Any] | None = None
         items = None
-        if req.action == "add":
+        if req.action in ("add", "upsert"):
             items = canonical_items(req.items)
             ids = [it.id for it in items]
         elif req.action == "delete" and (req.ids is None) == (req.where is None):
@@ -246,6 +272,8 @@ class Gate:
         # authorise: writers are bound by the policies too, except admins (the ``manage``
         # permission), who load and curate every record of the collection
         role = self._authorise(call.who, req.action)
+        if req.action == "upsert":  # replacing a stored item deletes it: both permissions
+            self._authorise(call.who, "delete")
         visible = (
             None
             if role is not None and role.allows(Permission.MANAGE)
@@ -270,6 +298,8 @@ class Gate:
                 raise _AuditFailed(exc) from exc
 
         # engine
+        if items is not None and req.action == "upsert":
+            return port.upsert(items, store_content=bool(req.store_content), visible=visible, audit=record)
         if items is not None:
             return port.add(items, store_content=bool(req.store_content), visible=visible, audit=record)
         if req.action == "delete":
@@ -349,6 +379,15 @@ class _Call:
         self.code = b""
         self.query: Query | None = None
         self.recorded = False
+
+
+def _where_of(req: Request) -> str | None:
+    """The caller's ``where=`` filter: a policy expression (compiled, so a bad one is a PolicyError)."""
+    if req.filter is None:
+        return None
+    if not isinstance(req.filter, str) or not req.filter.strip():
+        raise ConfigurationError("where= must be a non-empty policy expression, e.g. \"item.ward == 'a'\"")
+    return req.filter
 
 
 def _query_of(req: Request) -> Query | None:

@@ -19,7 +19,7 @@ from .._types import Hit, Item
 
 __all__ = ["Action", "CollectionPort", "ItemFilter", "MonitorPort", "Query", "Request"]
 
-Action = Literal["search", "search_batch", "get", "ids", "add", "delete", "hold", "release"]
+Action = Literal["search", "search_batch", "get", "ids", "add", "upsert", "delete", "hold", "release"]
 QueryKind = Literal["text", "image", "video", "vector", "code"]
 QUERY_KINDS: tuple[QueryKind, ...] = ("text", "image", "video", "vector", "code")
 READS: frozenset[str] = frozenset({"search", "search_batch", "get", "ids"})
@@ -46,6 +46,7 @@ class Request:
     items: Any = ()  # add: Items (or one Item)
     ids: Any = None  # get/delete/hold/release
     where: Mapping[str, Any] | None = None  # delete
+    filter: str | None = None  # search, search_batch, ids: a policy expression ANDed with the policy
     store_content: bool = False  # add
     by: str | None = None  # delete: who the erasure receipt names (default: the principal)
 
@@ -104,6 +105,10 @@ class CollectionPort(Protocol):
     def ids(self, *, visible: ItemFilter | None) -> list[str | int]: ...
 
     def add(
+        self, items: Sequence[Item], *, store_content: bool, visible: ItemFilter | None, audit: WriteHook
+    ) -> int: ...
+
+    def upsert(
         self, items: Sequence[Item], *, store_content: bool, visible: ItemFilter | None, audit: WriteHook
     ) -> int: ...
 

@@ -49,6 +49,8 @@ class StorePort(Protocol):
         hasher: Any = None,
         ttl_hours: float | None = None,
         policy: str | None = None,
+        *,
+        exist_ok: bool = False,
     ) -> CollectionView: ...
 
     def collections(self) -> list[str]: ...
@@ -100,13 +102,16 @@ class Session(SessionOpsMixin):
         hasher: Any = None,
         ttl_hours: float | None = None,
         policy: str | None = None,
+        *,
+        exist_ok: bool = False,
     ) -> GuardedCollection:
-        """Create a collection in the user's tenant (needs the ``manage`` permission)."""
+        """Create a collection in the user's tenant (needs the ``manage`` permission). One of that
+        name is an error (CollectionExistsError) unless ``exist_ok=True``, which opens it unchanged."""
         user = self._fresh_user()
         self._control.require(user, Permission.MANAGE, action="collection.create", collection=name)
         try:
             inner = self._store.create_collection(
-                qualify(user.tenant, name), bits, protection, hasher, ttl_hours, policy
+                qualify(user.tenant, name), bits, protection, hasher, ttl_hours, policy, exist_ok=exist_ok
             )
         except SecureCMRError as exc:
             self._control.audit.append(
@@ -150,7 +155,8 @@ class Session(SessionOpsMixin):
     def collections(self) -> list[str]:
         """The names of the collections in the user's tenant (others' are neither named nor counted)."""
         user = self._fresh_user()
-        names = self._store.collections()
+        lister = getattr(self._store, "_collection_names", None) or self._store.collections
+        names = lister()  # the session audits this call itself
         out = sorted(n for n in (unqualify(user.tenant, str(x)) for x in names) if n is not None)
         self._control.audit.append("collection.list", principal=user.name, tenant=user.tenant)
         return out

@@ -50,10 +50,14 @@ class CollectionView:
         k: int = 10,
         modality: str | None = None,
         query_modality: str = "text",
+        where: str | None = None,
     ) -> list[Hit]:
         """The ``k`` nearest items the caller may see, by minimum Hamming distance over their codes;
         ties go to the item added first. Give exactly one query; ``modality`` restricts matches to
-        codes of one modality."""
+        codes of one modality; ``where`` (a policy expression over ``item.*``, e.g.
+        ``"item.site == 'north' and item.year >= 2024"``) keeps only matching items. It is ANDed
+        with the collection's and role's policies, so it narrows what the caller may see and never
+        widens it."""
         given = [
             Query(kind, value, query_modality)  # type: ignore[arg-type]
             for kind, value in (
@@ -66,12 +70,17 @@ class CollectionView:
             if value is not None
         ]
         query = given[0] if len(given) == 1 else None
-        result: list[Hit] = self._run(Request("search", query=query, k=k, modality=modality))
+        result: list[Hit] = self._run(Request("search", query=query, k=k, modality=modality, filter=where))
         return result
 
-    def search_batch(self, *, codes: Any, k: int = 10, modality: str | None = None) -> list[list[Hit]]:
-        """Search many packed query codes (n, bits // 8) at once; one audit record for the batch."""
-        result: list[list[Hit]] = self._run(Request("search_batch", codes=codes, k=k, modality=modality))
+    def search_batch(
+        self, *, codes: Any, k: int = 10, modality: str | None = None, where: str | None = None
+    ) -> list[list[Hit]]:
+        """Search many packed query codes (n, bits // 8) at once; one audit record for the batch.
+        ``where`` filters as in :meth:`search`."""
+        result: list[list[Hit]] = self._run(
+            Request("search_batch", codes=codes, k=k, modality=modality, filter=where)
+        )
         return result
 
     def get(self, item_id: str | int) -> Hit:
@@ -80,9 +89,9 @@ class CollectionView:
         hits: list[Hit] = self._run(Request("get", ids=[item_id]))
         return hits[0]
 
-    def ids(self) -> list[str | int]:
-        """The ids of the items the caller may see, in insertion order."""
-        result: list[str | int] = self._run(Request("ids"))
+    def ids(self, *, where: str | None = None) -> list[str | int]:
+        """The ids of the items the caller may see (and ``where`` admits), in insertion order."""
+        result: list[str | int] = self._run(Request("ids", filter=where))
         return result
 
     # ------------------------------------------------------------------ writes
@@ -92,6 +101,13 @@ class CollectionView:
         ``store_content=True``; images and video never are, only their ``ref``."""
         added: int = self._run(Request("add", items=items, store_content=store_content))
         return added
+
+    def upsert(self, items: Iterable[Item] | Item, *, store_content: bool = False) -> int:
+        """Add items, replacing stored items of the same ids (their old codes and payloads go), in
+        one transaction; returns the number written. Needs the add and delete permissions; an id
+        that names an item outside the caller's policy refuses the batch."""
+        written: int = self._run(Request("upsert", items=items, store_content=store_content))
+        return written
 
     def delete(
         self,

@@ -403,14 +403,20 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--rejects", help="Batch mode: rejects file (default MANIFEST.rejects.jsonl)."),
         ] = None,
+        upsert: Annotated[
+            bool, typer.Option("--upsert", help="Replace stored items of the same ids (Collection.upsert).")
+        ] = False,
         as_json: JSON = False,
     ) -> None:
-        """Add the items of a JSONL manifest (Collection.add). All or nothing, unless --workers,
-        --engine, --resume or --rejects ask for batch mode: parallel encoding, one transaction per
-        batch under a job journal (resumable), bad lines to a rejects file."""
+        """Add the items of a JSONL manifest (Collection.add; Collection.upsert with --upsert). All
+        or nothing, unless --workers, --engine, --resume or --rejects ask for batch mode: parallel
+        encoding, one transaction per batch under a job journal (resumable), bad lines to a
+        rejects file."""
         from .._progress import stage
 
         if workers is not None or engine is not None or resume or rejects is not None:
+            if upsert:
+                raise usage("--upsert works with a plain ingest, not with batch mode")
             from ..ingest import ingest as batch_ingest
 
             with open_store(store) as s:
@@ -455,7 +461,7 @@ def register(app: typer.Typer) -> None:
             guarded = session_collection(s, name)
             coll = guarded._inner if guarded is not None else s.collection(name)
             known = coll._engine.seq_of
-            stored = [no for no, it in lines if coll._engine.id_hmac(it.id) in known]
+            stored = [] if upsert else [no for no, it in lines if coll._engine.id_hmac(it.id) in known]
             if stored:
                 shown = ", ".join(map(str, stored[:_MAX_REPORTED])) + (
                     " ..." if len(stored) > _MAX_REPORTED else ""
@@ -489,7 +495,8 @@ def register(app: typer.Typer) -> None:
                             )
                         )
                     advance(len(batch))
-            n = (guarded or coll).add(encoded, store_content=store_content)
+            target = guarded or coll
+            n = (target.upsert if upsert else target.add)(encoded, store_content=store_content)
         emit(as_json, {"collection": name, "added": n}, f"ingested {plural(n, 'item')} into {name}")
 
     @app.command("search")
@@ -509,9 +516,16 @@ def register(app: typer.Typer) -> None:
             typer.Option("--video", help="Search by this video file.", exists=True, dir_okay=False),
         ] = None,
         k: Annotated[int, typer.Option("-k", "--k", help="How many hits.", min=0)] = 10,
+        where: Annotated[
+            str | None,
+            typer.Option(
+                "--where", help="Only items matching this policy expression, e.g. \"item.site == 'north'\"."
+            ),
+        ] = None,
         as_json: JSON = False,
     ) -> None:
-        """Search a collection by text, image or video (Collection.search)."""
+        """Search a collection by text, image or video (Collection.search). --where narrows the
+        results; it never widens what a policy lets the user see."""
         given = [v for v in (query, text, image, video) if v is not None]
         if len(given) != 1:
             raise usage("give exactly one of QUERY, --text, --image or --video")
@@ -521,6 +535,7 @@ def register(app: typer.Typer) -> None:
                 image=None if image is None else str(image),
                 video=None if video is None else str(video),
                 k=k,
+                where=where,
             )
         emit(
             as_json,

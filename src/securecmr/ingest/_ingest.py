@@ -171,7 +171,14 @@ def ingest(
             results = runner(config, work(), workers)
         todo = n_batches - len(journal.done) - len(journal.adding)
         for res in progress(
-            results, total=max(todo, 0), description="ingesting", show=show_progress, min_total=2
+            results,
+            total=max(todo, 0),
+            description="ingesting",
+            show=show_progress,
+            min_total=2,
+            count=lambda res: min(size, max(n_lines - res.batch * size, 0)),  # lines, not batches
+            units=min(max(todo, 0) * size, n_lines),
+            unit="lines",
         ):
             keep, bad = planned.pop(res.batch)
             items = []

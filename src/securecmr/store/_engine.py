@@ -679,6 +679,8 @@ class CollectionEngine:
         now: float,
         ttl_hours: float | None,
         before_commit: Callable[[], None] | None = None,
+        replace: Iterable[int] = (),
+        by: str | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
@@ -693,7 +695,12 @@ class CollectionEngine:
         hmacs = self._hmac.digest_many(map(_id_bytes, ids))
         if len(set(hmacs)) != n:
             raise DuplicateItemError("the batch repeats an id; nothing was added")
-        if len(self) and not self.seq_of.keys().isdisjoint(hmacs):
+        plan = None
+        replaced = sorted({int(q) for q in replace})
+        if replaced:  # an upsert: the stored items of these ids go in the same transaction
+            plan = self._plan_delete(replaced, force=False)
+        clash = bool(len(self)) and not self.seq_of.keys().isdisjoint(hmacs)
+        if clash and (plan is None or not (set(hmacs) & self.seq_of.keys()) <= set(plan.erased)):
             raise DuplicateItemError("an id in the batch is already stored; nothing was added")
         masks = np.zeros(n, dtype=np.uint8)
         pos_parts, mod_parts, code_parts = [], [], []
@@ -737,6 +744,8 @@ class CollectionEngine:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._root_begin()
+            if plan is not None:
+                self._delete_rows(plan, now=now, by=by)
             (start,) = self.conn.execute(
                 "SELECT next_seq FROM collections WHERE cid=?", (self.cid,)
             ).fetchone()
@@ -754,7 +763,13 @@ class CollectionEngine:
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
-            root = self._root_end(gen=self.gen + 1, next_seq=start + n, add_blocks=[r[1:6] for r in inserts])
+            root = self._root_end(
+                gen=self.gen + (2 if plan is not None else 1),
+                next_seq=start + n,
+                add_blocks=[*(plan.added if plan is not None else ()), *(r[1:6] for r in inserts)],
+                drop_blocks=plan.dropped if plan is not None else (),
+                drop_holds=plan.holds if plan is not None else (),
+            )
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
@@ -763,6 +778,8 @@ class CollectionEngine:
             self.conn.execute("ROLLBACK")
             raise
         # the rows are durable: mirror them in memory
+        if plan is not None:
+            self._mirror_delete(plan)
         if len(self._ids) < start:
             self._ids.extend([None] * (start - len(self._ids)))
         del self._ids[start:]
@@ -819,6 +836,27 @@ class CollectionEngine:
             if before_commit is not None:
                 before_commit()
             return 0
+        plan = self._plan_delete(seqs, force=force)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._root_begin()
+            self._delete_rows(plan, now=now, by=by)
+            root = self._root_end(
+                gen=self.gen + 1, add_blocks=plan.added, drop_blocks=plan.dropped, drop_holds=plan.holds
+            )
+            if before_commit is not None:
+                before_commit()
+            self.conn.execute("COMMIT")
+            self._root = root
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._mirror_delete(plan)
+        return len(seqs)
+
+    def _plan_delete(self, seqs: list[int], *, force: bool) -> _DeletePlan:
+        """The re-sealed blocks, removed blocks and erased HMACs that deleting ``seqs`` (sorted,
+        distinct) takes; nothing is written."""
         self._to_blocks()
         holds = self._held(seqs)
         if holds and not force:
@@ -865,30 +903,27 @@ class CollectionEngine:
             added.append((bid, span, nn, kv_new, expires))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._root_begin()
+        return _DeletePlan(seqs, gone_seqs, holds, updates, removals, erased, dropped, added)
+
+    def _delete_rows(self, plan: _DeletePlan, *, now: float, by: str | None) -> None:
+        """The SQL of a planned delete (the caller holds the transaction)."""
+        self.conn.executemany(
+            "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", plan.updates
+        )
+        self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", plan.removals)
+        if plan.holds:
             self.conn.executemany(
-                "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", updates
+                "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in plan.holds]
             )
-            self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", removals)
-            if holds:
-                self.conn.executemany(
-                    "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in holds]
-                )
-            self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
-            self.conn.executemany(
-                "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
-                [(self.cid, h, now, by) for h in erased],
-            )
-            root = self._root_end(gen=self.gen + 1, add_blocks=added, drop_blocks=dropped, drop_holds=holds)
-            if before_commit is not None:
-                before_commit()
-            self.conn.execute("COMMIT")
-            self._root = root
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
+        self.conn.executemany(
+            "INSERT INTO erased (cid, id_hmac, at, by) VALUES (?,?,?,?)",
+            [(self.cid, h, now, by) for h in plan.erased],
+        )
+
+    def _mirror_delete(self, plan: _DeletePlan) -> None:
+        """Mirror a committed delete in memory (index, ids, caches)."""
+        seqs, gone_seqs, removals, erased = plan.seqs, plan.gone_seqs, plan.removals, plan.erased
         if self._attrs is not None:
             self._flush_attrs()
             self._attrs = self._attrs.take(np.flatnonzero(~np.isin(self._live, gone_seqs)))
@@ -908,7 +943,6 @@ class CollectionEngine:
             dead = np.isin(self._bids, np.asarray([b for _, b in removals], dtype=np.int64))
             self._bids, self._spans = self._bids[~dead], self._spans[~dead]
         self._changed()
-        return len(seqs)
 
     def seqs_for_ids(self, ids: Iterable[Any]) -> list[int]:
         out = []
@@ -1217,6 +1251,20 @@ class CollectionEngine:
             raise
         self._meta_cache, self._hit_parts = {}, {}
         self._changed()
+
+
+@dataclass
+class _DeletePlan:
+    """What deleting some items rewrites (computed before the transaction that applies it)."""
+
+    seqs: list[int]
+    gone_seqs: np.ndarray
+    holds: list[int]
+    updates: list[tuple[Any, ...]]
+    removals: list[tuple[str, int]]
+    erased: list[bytes]
+    dropped: list[tuple[int, int, int, int, float | None]]  # (bid, span, n, kv, expires) before
+    added: list[tuple[int, int, int, int, float | None]]  # ... and after (state-root terms)
 
 
 def _int_ids(ids: list[Any]) -> np.ndarray | None:

@@ -47,7 +47,9 @@ class CollectionOps:
         now: Callable[[], float],
         check_writable: Callable[[], None],
         purge: Callable[[CollectionEngine, float], int],
+        check_open: Callable[[], None] | None = None,
     ) -> None:
+        self._check_open = check_open or (lambda: None)
         self.engine = engine
         self.encoders = encoders
         self.lock = lock
@@ -84,6 +86,7 @@ class CollectionOps:
         return self.engine.directory
 
     def size(self) -> int:
+        self._check_open()
         return len(self.engine)
 
     def check_writable(self) -> None:
@@ -91,6 +94,7 @@ class CollectionOps:
 
     # ------------------------------------------------------------------ queries
     def encode_query(self, query: Query) -> np.ndarray:
+        self._check_open()
         enc = self.encoders
         if query.kind == "code":
             return enc.code("text", code=query.value)
@@ -101,6 +105,7 @@ class CollectionOps:
         return np.asarray(enc.codes_for(query.kind, [query.value])[0], dtype=np.uint8)
 
     def check_codes(self, codes: Any) -> np.ndarray:
+        self._check_open()
         arr = np.asarray(codes)
         nb = self.bits // 8
         if arr.ndim != 2 or arr.dtype != np.uint8 or arr.shape[1] != nb:
@@ -115,6 +120,7 @@ class CollectionOps:
     def search(
         self, raw: np.ndarray, k: int, *, modality: str | None, visible: ItemFilter | None
     ) -> list[list[Hit]]:
+        self._check_open()
         engine = self.engine
         mod = None if modality is None else MODALITIES.index(check_modality(modality, MODALITIES))
         salted = engine.prepare_queries(raw)
@@ -142,6 +148,7 @@ class CollectionOps:
         return seqs
 
     def get(self, ids: Sequence[str | int], *, visible: ItemFilter | None) -> list[Hit]:
+        self._check_open()
         with self.lock.read():
             seqs = self._visible_seqs(ids, visible)
             metas = self.engine.metas(seqs)
@@ -162,6 +169,7 @@ class CollectionOps:
         return out
 
     def ids(self, *, visible: ItemFilter | None) -> list[str | int]:
+        self._check_open()
         engine = self.engine
         with self.lock.read():
             seqs = engine.all_seqs()
@@ -203,6 +211,47 @@ class CollectionOps:
                     raise DuplicateItemError(
                         "an id in the batch is already stored; nothing was added"
                     ) from None
+
+    def upsert(
+        self,
+        items: Sequence[Item],
+        *,
+        store_content: bool,
+        visible: ItemFilter | None,
+        audit: Callable[[int], None],
+    ) -> int:
+        """Add items, replacing stored items of the same ids, in one transaction (all or nothing:
+        a failure leaves the old items as they were)."""
+        if visible is not None:
+            for i, it in enumerate(items):
+                if not visible.allows(it.attrs):
+                    raise PermissionDeniedError(
+                        f"item {i}: its attrs are outside your policy; nothing was changed"
+                    )
+        with _gc_paused(len(items) >= _GC_PAUSE_ITEMS):
+            ids, columns, metas = self._prepare(list(items), store_content=store_content)
+            engine = self.engine
+            with self.lock.write():
+                now = self._now()
+                self._purge(engine, now)
+                seq_of = engine.seq_of
+                old = [q for q in (seq_of.get(engine.id_hmac(i)) for i in ids) if q is not None]
+                if visible is not None and old:
+                    metas_old = engine.metas(old)
+                    if not all(visible.allows((metas_old.get(q) or {}).get("attrs") or {}) for q in old):
+                        raise PermissionDeniedError(
+                            "an id in the batch names an item outside your policy; nothing was changed"
+                        )
+                return engine.add_columns(
+                    ids,
+                    columns,
+                    metas,
+                    now=now,
+                    ttl_hours=self.ttl_hours,
+                    before_commit=lambda: audit(len(ids)),
+                    replace=old,
+                    by="upsert",
+                )
 
     def delete(
         self,

@@ -137,7 +137,7 @@ class Store(AccessMixin, MonitorMixin):
     def __repr__(self) -> str:
         if self._closed:
             return f"Store({str(self.path)!r}, closed)"
-        return f"Store({str(self.path)!r}, collections={len(self.collections())})"
+        return f"Store({str(self.path)!r}, collections={len(self._collection_names())})"
 
     def __enter__(self) -> Store:
         return self
@@ -442,7 +442,13 @@ class Store(AccessMixin, MonitorMixin):
 
     # ------------------------------------------------------------------ collections
     def collections(self) -> list[str]:
-        """The names of the store's collections, sorted."""
+        """The names of the store's collections, sorted (audited as ``collection.list``)."""
+        names = self._collection_names()
+        self._audit_op("collection.list", detail={"count": len(names)})
+        return names
+
+    def _collection_names(self) -> list[str]:
+        """:meth:`collections` without an audit record (internal checks, sessions, repr)."""
         self._check_open()
         return sorted(r[0] for r in self._conn.execute("SELECT name FROM collections"))
 
@@ -463,7 +469,7 @@ class Store(AccessMixin, MonitorMixin):
         A collection of that name that exists is never replaced: CollectionExistsError, or with
         ``exist_ok=True`` the existing collection, unchanged."""
         self._check_writable()
-        if exist_ok and isinstance(name, str) and name in self.collections():
+        if exist_ok and isinstance(name, str) and name in self._collection_names():
             return self.collection(name)
         if not isinstance(name, str) or not name or len(name) > 200 or any(ord(c) < 32 for c in name):
             raise ConfigurationError(
@@ -488,7 +494,7 @@ class Store(AccessMixin, MonitorMixin):
     def _create_collection(
         self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
     ) -> Collection:
-        if name in self.collections():
+        if name in self._collection_names():
             raise CollectionExistsError(
                 f"a collection named {name!r} already exists; pass exist_ok=True to use it as it is"
             )
@@ -630,6 +636,7 @@ class Store(AccessMixin, MonitorMixin):
             now=self._now,
             check_writable=self._check_writable,
             purge=self._purge_collection,
+            check_open=self._check_open,
         )
         return Collection(self._gate, ops, self._operator, self)
 
@@ -740,7 +747,7 @@ class Store(AccessMixin, MonitorMixin):
             self._save_ring(provider)
             self._provider = provider
             if reencrypt:
-                for name in self.collections():
+                for name in self._collection_names():
                     eng = self.collection(name)._ops.engine
                     eng.reseal(eng.keys.current)
                 self._ring.drop_old_data_keys()
