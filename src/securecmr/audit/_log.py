@@ -139,12 +139,6 @@ _FP_CACHE_SIZE = 1 << 16  # ids kept in that cache (cleared when full)
 _DTYPE_NAMES: dict[Any, bytes] = {}  # dtype -> str(dtype) as bytes (numpy builds the name in Python)
 
 
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
 def _flush_at_exit(ref: weakref.ReferenceType[AuditLog]) -> None:
     """Write a log's group-committed records when the interpreter exits without ``close()``."""
     log = ref()
@@ -249,7 +243,6 @@ class AuditLog:
         self._lock = threading.RLock()  # commits of this process, in order (the flock spans processes)
         self._cv = threading.Condition(threading.Lock())  # guards the pending (group-committed) records
         self._pending: list[dict[str, Any]] = []
-        self._pending_since = 0.0
         self._flusher: threading.Thread | None = None
         self._stop = False
         self._live: tuple[Path, int] | None = None
@@ -600,14 +593,11 @@ class AuditLog:
         if sync:
             self._flush([rec])
             return rec
-        with self._cv:
+        with self._cv:  # no notify: the flusher wakes on its own clock (no lock hand-off per search)
             if self._stop:
                 raise ConfigurationError("the audit log is closed")
             self._pending.append(rec)
             n = len(self._pending)
-            if n == 1:
-                self._pending_since = _monotonic()
-                self._cv.notify()
         if self._live is None:
             self._start_group_commit()
         if n >= self.group_commit_records:
@@ -623,18 +613,15 @@ class AuditLog:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
+        """Every ``group_commit_s`` seconds, write what is pending (so no record waits longer)."""
         while True:
             with self._cv:
-                while not self._pending and not self._stop:
-                    self._cv.wait()
-                if not self._pending:
+                if not self._stop:
+                    self._cv.wait(self.group_commit_s)
+                if self._stop and not self._pending:
                     return
-                due = self._pending_since + self.group_commit_s
-                while self._pending and not self._stop:
-                    left = due - _monotonic()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
+                if not self._pending:
+                    continue
             try:
                 self._flush()
             except Exception:  # retried by the next append, flush or close (which raises it)

@@ -84,7 +84,8 @@ class Store(AccessMixin, MonitorMixin):
         self._milvus = milvus
         self._collections: dict[str, Collection] = {}
         self._collections_lock = threading.Lock()
-        self._ring_stat = _stat_key(path / KEYRING_FILE)
+        self._ring_file = str(path / KEYRING_FILE)
+        self._ring_stat = _stat_key(self._ring_file)
         self._data_version = self._db_version()
         # searches share it, writes hold it alone (and the inter-process writer lock): one
         # consistent version per call, with other processes' changes loaded first
@@ -337,10 +338,7 @@ class Store(AccessMixin, MonitorMixin):
 
     def _stale(self) -> bool:
         """Whether another process changed the store since our last look (a stat and a pragma)."""
-        return (
-            self._db_version() != self._data_version
-            or _stat_key(self.path / KEYRING_FILE) != self._ring_stat
-        )
+        return self._db_version() != self._data_version or _stat_key(self._ring_file) != self._ring_stat
 
     def _sync(self) -> None:
         """Load what other processes changed (under the write side of the store lock): the keyring
@@ -946,7 +944,7 @@ def _seed_state(root: Path, conn: sqlite3.Connection, ring: Keyring) -> None:
         state.close()
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
+def _stat_key(path: Path | str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
