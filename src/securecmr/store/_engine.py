@@ -109,12 +109,14 @@ class CollectionEngine:
         attributes: Callable[[], AttributeIndex] | None = None,
         keys_source: Callable[[], CollectionKeys] | None = None,
         roots: RootKeeper | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.directory = directory
         self._backend, self._index_options = backend, index_options
         self._keys_source = keys_source
         self._reload_needed = False
         self._roots = roots
+        self._exclusive = exclusive  # the caller holds the store exclusively while we load
         self._root: dict[str, Any] | None = None  # the sealed root this process last verified
         self._next_roots: dict[str, dict[str, Any]] | None = None
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
@@ -149,6 +151,7 @@ class CollectionEngine:
         self._subsets: OrderedDict[Hashable, Subset] = OrderedDict()
         self._row_item: tuple[int, np.ndarray] | None = None  # (version, live position per index row)
         self._load()
+        self._exclusive = False
         if not len(self) and attributes is not None:
             self._attrs = attributes()
 
@@ -194,7 +197,11 @@ class CollectionEngine:
             self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
             self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
         self._clear_memory()
-        self._load()
+        self._exclusive = True  # sync runs under the store's write lock
+        try:
+            self._load()
+        finally:
+            self._exclusive = False
         self.version += 1
         if not len(self) and self._attr_factory is not None:
             self._attrs = self._attr_factory()
@@ -441,20 +448,28 @@ class CollectionEngine:
     def _load(self) -> None:
         """Load the collection and check it against its sealed state root (retried when another
         process committed in the middle, so what is checked is what was loaded)."""
-        for _ in range(5):
+        if self._exclusive:  # nobody else uses the connection now: one read transaction
+            self.conn.execute("BEGIN")
+            try:
+                self._load_rows()
+                if self._check_root(self.conn):
+                    return
+            finally:
+                self.conn.execute("COMMIT")
+        for _ in range(20):
             self._load_rows()
             if self._check_root():
                 return
             self._clear_memory()  # another process wrote between our reads: load again
         raise StoreError(f"collection {self.name!r} kept changing while it was loaded; retry")
 
-    def _check_root(self) -> bool:
+    def _check_root(self, conn: sqlite3.Connection | None = None) -> bool:
         """Compare the rows (in one snapshot) with the sealed root: IntegrityError naming what
         differs; False when that snapshot is newer than what was loaded."""
         roots = self._roots
         if roots is None:
             return True
-        sealed, now = roots.snapshot(self.cid)
+        sealed, now = roots.snapshot(self.cid, conn)
         if now is None:
             raise IntegrityError(
                 f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"

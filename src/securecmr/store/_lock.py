@@ -131,6 +131,16 @@ class StoreLock:
         return f"StoreLock({self._rw!r})"
 
     @contextlib.contextmanager
+    def local(self) -> Iterator[bool]:
+        """This process's exclusive side only (no inter-process lock, no reload): True when taken,
+        False when this thread already reads (it would wait on itself)."""
+        if getattr(self._local, "reads", 0):
+            yield False
+            return
+        with self._rw.write():
+            yield True
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         depth = getattr(self._local, "reads", 0)
         if depth == 0 and self._stale():  # not while this thread already reads (it would wait on itself)

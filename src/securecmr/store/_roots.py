@@ -54,15 +54,21 @@ class RootKeeper:
         with self._mutex:
             self._conn.close()
 
-    def snapshot(self, cid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(sealed root, root measured from the rows) of ``cid``, read in one transaction."""
-        with self._mutex:
-            self._conn.execute("BEGIN")
-            try:
-                roots = self.load(self._conn)
-                now = self.measure(self._conn, cid)
-            finally:
-                self._conn.execute("COMMIT")
+    def snapshot(
+        self, cid: str, conn: sqlite3.Connection | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(sealed root, root measured from the rows) of ``cid``, read in one transaction (the
+        caller's on ``conn``, or one of our own)."""
+        if conn is not None:
+            roots, now = self.load(conn), self.measure(conn, cid)
+        else:
+            with self._mutex:
+                self._conn.execute("BEGIN")
+                try:
+                    roots = self.load(self._conn)
+                    now = self.measure(self._conn, cid)
+                finally:
+                    self._conn.execute("COMMIT")
         if roots is None:
             raise IntegrityError(f"{DB_FILE}: the sealed collection state is missing; restore a snapshot")
         return roots.get(cid), now

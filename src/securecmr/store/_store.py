@@ -610,20 +610,22 @@ class Store(AccessMixin, MonitorMixin):
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
-        engine = CollectionEngine(
-            self._conn,
-            self.store_id,
-            cid,
-            name,
-            config,
-            keys,
-            backend=self._backend,
-            directory=self.path,
-            index_options=self._index_options(name, int(config["bits"])),
-            attributes=AttributeTable,
-            keys_source=lambda: self._keys_for(cid),
-            roots=self._roots,
-        )
+        with self._rw.local() as alone:  # loaded in one read snapshot when no search runs
+            engine = CollectionEngine(
+                self._conn,
+                self.store_id,
+                cid,
+                name,
+                config,
+                keys,
+                backend=self._backend,
+                directory=self.path,
+                index_options=self._index_options(name, int(config["bits"])),
+                attributes=AttributeTable,
+                keys_source=lambda: self._keys_for(cid),
+                roots=self._roots,
+                exclusive=alone,
+            )
         hz = config.get("hasher")
         bits = int(config["bits"])
         loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
