@@ -147,12 +147,18 @@ def test_text_image_and_clip_through_the_client(models_dir: Path, tmp_path: Path
     clip = _clip(tmp_path / "clip.mp4", 2.0)
     with running(tmp_path / "s", PASS) as server, Client(server.url, token) as client:
         coll = client.collection("media")
+        batch = []
         for name in names:
             buf = io.BytesIO()
             Image.fromarray(imgs[name]).save(buf, format="PNG")
-            assert coll.add([securecmr.Item(f"img-{name}", image=buf.getvalue(), ref=f"{name}.png")]) == 1
-        assert coll.add([securecmr.Item("clip-1", video=clip, ref="clip.mp4")]) == 1
-        assert coll.add([securecmr.Item("note-1", text="a short note about a photograph")]) == 1
+            batch.append(securecmr.Item(f"img-{name}", image=buf.getvalue(), ref=f"{name}.png"))
+        batch.append(securecmr.Item("clip-1", video=clip, ref="clip.mp4"))
+        batch.append(securecmr.Item("note-1", text="a short note about a photograph"))
+        assert coll.add(batch) == len(names) + 2  # one multipart request, added whole
+        with pytest.raises(securecmr.errors.DuplicateItemError):
+            coll.add([securecmr.Item("new-1", image=imgs[names[0]]), securecmr.Item("clip-1", video=clip)])
+        with pytest.raises(securecmr.errors.ItemNotFoundError):
+            coll.get("new-1")  # refused whole: nothing of that batch was added
         hits = coll.search(image=Image.fromarray(imgs[names[1]]), k=2)
         assert hits[0].id == f"img-{names[1]}" and hits[0].ref == f"{names[1]}.png"
         assert coll.search(video=clip, k=1)[0].id == "clip-1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -53,29 +54,37 @@ class RemoteCollection:
         return f"RemoteCollection({self.name!r})"
 
     def add(self, items: Any, *, store_content: bool = False) -> int:
-        """Add items; those with ``image=``/``video=`` are uploaded one per request, the rest in one batch."""
+        """Add items in one request: JSON when none has an image or a clip, else one multipart upload
+        carrying every item and its file (the server adds the batch whole or refuses it whole)."""
         items = list(items)
-        media = [it for it in items if it.image is not None or it.video is not None]
-        plain = [it for it in items if it.image is None and it.video is None]
-        added = 0
-        if plain:
-            body = {"items": [item_to_wire(it) for it in plain], "store_content": bool(store_content)}
-            added += int(self._client._t.request("POST", f"{self._base}/items", json_body=body)["added"])
-        for it in media:
-            added += self._add_media(it)
-        return added
-
-    def _add_media(self, item: Item) -> int:
-        kind = "image" if item.image is not None else "video"
-        fname, data = _media(item.image if kind == "image" else item.video, kind)
-        meta = Item(item.id, text=item.text, labels=item.labels, attrs=item.attrs, ref=item.ref)
-        import json
-
-        body, ctype = multipart(
-            {"item": json.dumps(item_to_wire(meta))},
-            {kind: (fname, data, "application/octet-stream")},
-        )
-        out = self._client._t.request("POST", f"{self._base}/items", body=body, content_type=ctype)
+        if not any(it.image is not None or it.video is not None for it in items):
+            body = {"items": [item_to_wire(it) for it in items], "store_content": bool(store_content)}
+            return int(self._client._t.request("POST", f"{self._base}/items", json_body=body)["added"])
+        if store_content:
+            raise InputError("store_content=True is not available for image or clip uploads over HTTP")
+        metas: list[dict[str, Any]] = []
+        files: dict[str, tuple[str, bytes, str]] = {}
+        for i, it in enumerate(items):
+            plain = Item(
+                it.id,
+                text=it.text,
+                labels=it.labels,
+                attrs=it.attrs,
+                ref=it.ref,
+                vectors=it.vectors,
+                codes=it.codes,
+            )
+            meta = item_to_wire(plain)
+            for kind in ("image", "video"):
+                value = getattr(it, kind)
+                if value is not None:
+                    part = f"file{i}"
+                    fname, data = _media(value, kind)
+                    files[part] = (fname, data, "application/octet-stream")
+                    meta[kind] = part
+            metas.append(meta)
+        body_bytes, ctype = multipart({"items": json.dumps(metas)}, files)
+        out = self._client._t.request("POST", f"{self._base}/items", body=body_bytes, content_type=ctype)
         return int(out["added"])
 
     def search(

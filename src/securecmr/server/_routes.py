@@ -4,6 +4,7 @@ query monitor are the same path."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -111,11 +112,69 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 async def _form(request: Request, limits: Limits) -> Any:
     try:
-        return await request.form(max_files=4, max_fields=16, max_part_size=limits.max_body_bytes)
+        return await request.form(
+            max_files=limits.max_batch, max_fields=limits.max_batch + 16, max_part_size=limits.max_body_bytes
+        )
     except (HTTPProblem, BodyProblem):
         raise
     except Exception:
         raise HTTPProblem(400, "malformed-multipart", "the multipart body could not be parsed") from None
+
+
+async def _media_items(form: Any, limits: Limits) -> list[Item]:
+    """The items of a multipart add: ``items`` (a JSON list, each item naming its file part in
+    ``"image"`` or ``"video"``) with the files, or ``item`` (one item's JSON) with one ``image`` or
+    ``video`` file. Every image is checked before anything is added; clips come back as bytes."""
+    single = form.get("item")
+    many = form.get("items")
+    if (single is None) == (many is None):
+        raise InputError("send the field 'items' (a JSON list) or 'item' (one item's JSON), not both")
+    raw = single if single is not None else many
+    if not isinstance(raw, str):
+        raise InputError("'items'/'item' must be a text field holding JSON")
+    try:
+        meta = json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        raise HTTPProblem(400, "malformed-json", "the 'items'/'item' field is not valid JSON") from None
+    if single is not None:
+        if not isinstance(meta, dict):
+            raise InputError("'item' must be one item's JSON object")
+        if "image" in meta or "video" in meta:
+            raise InputError("with 'item', upload the file as the part 'image' or 'video'")
+        meta = [{**meta, **{k: k for k in ("image", "video") if form.get(k) is not None}}]
+    if not isinstance(meta, list) or not meta:
+        raise InputError("'items' must be a non-empty JSON list")
+    _batch(len(meta), limits)
+    out: list[Item] = []
+    used: set[str] = set()
+    for i, obj in enumerate(meta):
+        if not isinstance(obj, dict):
+            raise InputError(f"item {i} must be a JSON object")
+        refs = {k: obj[k] for k in ("image", "video") if k in obj}
+        item = item_from_wire({k: v for k, v in obj.items() if k not in ("image", "video")}, i)
+        if len(refs) > 1:
+            raise InputError(f"item {i}: give an image or a video, not both")
+        for kind, part in refs.items():
+            if not isinstance(part, str) or part in used or part in ("item", "items"):
+                raise InputError(f"item {i}: {kind} must name a file part of its own")
+            used.add(part)
+            data = await _upload(form, part)
+            if data is None:
+                raise InputError(f"item {i}: no file part named {part!r}")
+            if kind == "image":
+                item.image = checked_image(data, limits)
+            else:
+                item.video = data
+        if (
+            item.image is None
+            and item.video is None
+            and item.text is None
+            and not item.vectors
+            and not item.codes
+        ):
+            raise InputError(f"item {i} has nothing to encode: upload an image or a video, or give text")
+        out.append(item)
+    return out
 
 
 async def _upload(form: Any, key: str) -> bytes | None:
@@ -182,25 +241,12 @@ def build_router(service: Service) -> APIRouter:
         store_content = False
         if mtype == "multipart/form-data":
             form = await _form(request, limits)
-            meta_raw = form.get("item")
-            if not isinstance(meta_raw, str):
-                raise InputError("the multipart field 'item' (the item's JSON without the media) is missing")
-            try:
-                meta = json.loads(meta_raw, parse_constant=_no_constant)
-            except ValueError:
-                raise HTTPProblem(400, "malformed-json", "the 'item' field is not valid JSON") from None
-            item = item_from_wire(meta)
-            image = await _upload(form, "image")
-            video = await _upload(form, "video")
-            if (image is None) == (video is None):
-                raise InputError("upload exactly one file, as 'image' or 'video'")
-            if image is not None:
-                item.image = checked_image(image, limits)
-                count = await service.run(request, lambda s: s.collection(name).add([item]), write=True)
-            elif video is not None:
-                with checked_video(video, limits) as path:
-                    item.video = str(path)
-                    count = await service.run(request, lambda s: s.collection(name).add([item]), write=True)
+            media = await _media_items(form, limits)
+            with contextlib.ExitStack() as stack:
+                for item in media:  # clips go to private temporary files for the encoder
+                    if isinstance(item.video, bytes):
+                        item.video = str(stack.enter_context(checked_video(item.video, limits)))
+                count = await service.run(request, lambda s: s.collection(name).add(media), write=True)
             return {"added": int(count)}
         if mtype != "application/json":
             raise HTTPProblem(

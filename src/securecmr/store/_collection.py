@@ -58,6 +58,79 @@ class Collection(CollectionView):
     def hasher(self) -> Any:
         return self._ops.encoders.hasher
 
+    # ------------------------------------------------------------------ learning from own data
+    @property
+    def keeps_features(self) -> bool:
+        """Whether items added from now on keep their encoder features (sealed) for :meth:`fit`."""
+        return bool(self._ops.engine.config.get("keep_features", False))
+
+    @property
+    def hasher_version(self) -> int:
+        """1 for the hasher the collection was created with; +1 on every switch (and switch back)."""
+        return int(self._ops.engine.config.get("hasher_version", 1))
+
+    def keep_features(self, keep: bool = True) -> None:
+        """Turn keeping features on (or off) for items added from now on (audited); items already
+        stored keep theirs only when they are re-added."""
+        store = self._store
+        store._check_writable()
+        with self._ops.lock.write():
+            config = dict(self._ops.engine.config)
+            config["keep_features"] = bool(keep)
+            store._write_config(self._ops.engine.cid, config)
+            self._ops.engine.config.update(config)
+        store._audit_op("collection.keep_features", collection=self.name, detail={"keep": bool(keep)})
+
+    def kept_features(self) -> dict[str, int]:
+        """How many items keep features, per kind ``"<modality>:<dim>"`` (e.g. ``"image:1280"``)."""
+        with self._ops.lock.read():
+            return self._ops.engine.vault.count()
+
+    def fit(
+        self,
+        method: str = "unsupervised",
+        bits: int | None = None,
+        *,
+        labels_from: str | None = None,
+        holdout: float = 0.2,
+        force: bool = False,
+        params: dict[str, Any] | None = None,
+        seed: int = 0,
+        show_progress: bool | None = None,
+    ) -> Any:
+        """Learn a hasher from this collection's own pairs and switch to it if it retrieves better.
+
+        ``method``: ``unsupervised`` (pairs only), ``supervised`` (the items' first label, or
+        attribute ``labels_from``), ``cca``, ``cca-itq`` or ``zero-shot``. A ``holdout`` fraction of
+        the pairs is held apart; the report (:class:`~securecmr.store.FitReport`) gives the current
+        and the new hasher's MAP on it in both directions. The switch (only if better, or ``force``)
+        re-codes every item from its kept features, staged resumably, then in one transaction."""
+        from ._learn import fit_collection
+
+        return fit_collection(
+            self,
+            method=method,
+            bits=bits,
+            labels_from=labels_from,
+            holdout=holdout,
+            force=force,
+            params=params,
+            seed=seed,
+            show_progress=show_progress,
+        )
+
+    def switch_back(self, *, show_progress: bool | None = None) -> dict[str, Any]:
+        """Re-code every item with the previous hasher version and make it current again (audited)."""
+        from ._learn import switch_back
+
+        return switch_back(self, show_progress=show_progress)
+
+    def resume_switch(self, *, show_progress: bool | None = None) -> dict[str, Any] | None:
+        """Finish a hasher switch that a crash interrupted while re-coding (None: nothing pending)."""
+        from ._learn import resume_switch
+
+        return resume_switch(self, show_progress=show_progress)
+
     def id_hmac(self, item_id: str | int) -> str:
         """The keyed HMAC (hex) under which ``item_id`` is stored."""
         return self._ops.engine.id_hmac(canonical_id(item_id)).hex()

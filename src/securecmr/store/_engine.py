@@ -45,6 +45,7 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
+from ._features import FeatureVault, Kept
 from ._roots import MOD, RootKeeper, compare
 
 __all__ = ["CollectionEngine"]
@@ -150,6 +151,7 @@ class CollectionEngine:
         self._cache_lock = threading.Lock()  # readers share the caches below
         self._subsets: OrderedDict[Hashable, Subset] = OrderedDict()
         self._row_item: tuple[int, np.ndarray] | None = None  # (version, live position per index row)
+        self.vault = FeatureVault(conn, store_id, cid, name, keys)  # kept encoder features
         self._load()
         self._exclusive = False
         if not len(self) and attributes is not None:
@@ -188,6 +190,7 @@ class CollectionEngine:
             return False
         self.keys = keys
         self._sealers, self._tags = {}, {}
+        self.vault = FeatureVault(self.conn, self.store_id, self.cid, self.name, keys)
         return True
 
     def _reload(self) -> None:
@@ -196,6 +199,7 @@ class CollectionEngine:
             self.keys = self._keys_source()
             self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
             self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
+            self.vault = FeatureVault(self.conn, self.store_id, self.cid, self.name, self.keys)
         self._clear_memory()
         self._exclusive = True  # sync runs under the store's write lock
         try:
@@ -606,6 +610,11 @@ class CollectionEngine:
     def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
         self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
+    def _index_check(self) -> None:
+        check = getattr(self.index, "check_writable", None)  # an external index that is behind
+        if check is not None:
+            check()
+
     def _changed(self) -> None:
         """A write committed: a new version (subsets of the old one are dropped)."""
         self.version += 1
@@ -696,6 +705,7 @@ class CollectionEngine:
         before_commit: Callable[[], None] | None = None,
         replace: Iterable[int] = (),
         by: str | None = None,
+        kept: Kept | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
@@ -756,6 +766,7 @@ class CollectionEngine:
             raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
         kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
+        self._index_check()  # an external index that cannot take the items refuses them here
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._root_begin()
@@ -775,6 +786,10 @@ class CollectionEngine:
                 sc, sb = self._seal_block(bid, e - a, e - a, kv, expires, core, body)
                 inserts.append((self.cid, bid, e - a, e - a, kv, expires, sc, sb))
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
+            if kept:  # the encoder features to keep, sealed in the same transaction (see _features)
+                self.conn.executemany(
+                    "INSERT INTO features VALUES (?,?,?,?)", self.vault.rows_for_add(start, seqs, kept, kv)
+                )
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
             )
@@ -918,7 +933,10 @@ class CollectionEngine:
             added.append((bid, span, nn, kv_new, expires))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
-        return _DeletePlan(seqs, gone_seqs, holds, updates, removals, erased, dropped, added)
+        f_updates, f_removals = self.vault.erase(gone_seqs, bids, kv_new)  # kept features go with them
+        return _DeletePlan(
+            seqs, gone_seqs, holds, updates, removals, erased, f_updates, f_removals, dropped, added
+        )
 
     def _delete_rows(self, plan: _DeletePlan, *, now: float, by: str | None) -> None:
         """The SQL of a planned delete (the caller holds the transaction)."""
@@ -926,6 +944,8 @@ class CollectionEngine:
             "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", plan.updates
         )
         self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", plan.removals)
+        self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", plan.feature_updates)
+        self.conn.executemany("DELETE FROM features WHERE cid=? AND bid=?", plan.feature_removals)
         if plan.holds:
             self.conn.executemany(
                 "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in plan.holds]
@@ -1253,12 +1273,14 @@ class CollectionEngine:
             updates.append((new_kv, sc, sb, self.cid, bid))
             dropped.append((bid, span, n, kv, expires))
             added.append((bid, span, n, new_kv, expires))
+        f_updates = self.vault.reseal_rows(new_kv)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._root_begin()
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
             self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
             root = self._root_end(gen=self.gen + 1, add_blocks=added, drop_blocks=dropped)
+            self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", f_updates)
             self.conn.execute("COMMIT")
             self._root = root
         except BaseException:
@@ -1278,6 +1300,8 @@ class _DeletePlan:
     updates: list[tuple[Any, ...]]
     removals: list[tuple[str, int]]
     erased: list[bytes]
+    feature_updates: list[tuple[Any, ...]]
+    feature_removals: list[tuple[Any, ...]]
     dropped: list[tuple[int, int, int, int, float | None]]  # (bid, span, n, kv, expires) before
     added: list[tuple[int, int, int, int, float | None]]  # ... and after (state-root terms)
 
