@@ -509,6 +509,25 @@ class CollectionEngine:
             )
         self._next_roots = roots
 
+    def restate_root(self) -> dict[str, Any] | None:
+        """Inside a transaction that rewrote this collection's configuration or block cores (a hasher
+        switch): check that the stored root is the one verified, then seal the rows as they now are.
+        Returns the new root (the caller keeps it as ``_root`` once the transaction commits)."""
+        if self._roots is None:
+            return None
+        roots = self._roots.load(self.conn)
+        if roots is None or roots.get(self.cid) != self._root:
+            raise IntegrityError(
+                f"{DB_FILE}: the sealed state of collection {self.name!r} changed outside this store; "
+                "restore a snapshot"
+            )
+        now = self._roots.measure(self.conn, self.cid)
+        if now is None:
+            raise IntegrityError(f"{DB_FILE}: the row of collection {self.name!r} is missing")
+        roots[self.cid] = new = dict(now, name=self.name)
+        self._roots.save(self.conn, roots)
+        return new
+
     def _root_end(
         self,
         *,

@@ -610,7 +610,20 @@ class Store(AccessMixin, MonitorMixin):
     def _write_config(self, cid: str, config: dict[str, Any]) -> None:
         """Re-seal a collection's configuration (inside the caller's transaction, if any)."""
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
-        self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+        if self._conn.in_transaction:  # the caller re-seals the state root in its transaction
+            self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+            return
+        engine = next((c._ops.engine for c in self._collections.values() if c._ops.engine.cid == cid), None)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+            root = engine.restate_root() if engine is not None else None
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if engine is not None and root is not None:
+            engine._root = root
 
     def _reload_collection(self, coll: Collection) -> None:
         """Rebuild a collection's engine and hasher from the durable record after a hasher switch
