@@ -7,8 +7,9 @@ Both stores get the same ``--n`` items (one random 64-bit code each, salted+encr
 batches of ``--batch``; the figures are the ingest rate (sealing, SQLite and the index together),
 the reopen time, the latency of single searches through ``Collection.search`` (best of three
 rounds over ``--single`` queries), of one ``search_batch`` of ``--queries`` codes, and of a
-record-level-filtered search (``--allowed`` of the items visible; on Milvus the filter is pushed
-down as an expression). The results of both backends are compared query by query. Codes are
+record-level-filtered search (a reader's session under the policy ``item.group in user.groups``
+that lets ``--allowed`` of the items through; on Milvus the filter is pushed down as an
+expression). The results of both backends are compared query by query. Codes are
 generated; ``--data`` is accepted for uniformity but unused. faiss runs with one OpenMP thread.
 
 ``--server`` also starts a Milvus standalone server from the ``milvus`` package (in its own process
@@ -58,11 +59,20 @@ def _run(
 
     n = codes.shape[0]
     store = securecmr.Store.create(root, passphrase="bench", index_backend=backend, milvus_uri=uri)
-    coll = store.create_collection("c", bits=args.bits, protection="salted+encrypted")
-    coll.add([securecmr.Item("warm-up", codes={"image": codes[0]})])  # connect, create, load
+    groups = max(1, round(1 / args.allowed))  # the policy lets one group of items through
+    coll = store.create_collection(
+        "c", bits=args.bits, protection="salted+encrypted", policy="item.group in user.groups"
+    )
+    coll.add([securecmr.Item("warm-up", codes={"image": codes[0]}, attrs={"group": "g1"})])
+    token = store.create_user("reader", attrs={"groups": ["g0"]})
     t = time.perf_counter()
     for i in range(0, n, args.batch):
-        coll.add([securecmr.Item(j, codes={"image": codes[j]}) for j in range(i, min(n, i + args.batch))])
+        coll.add(
+            [
+                securecmr.Item(j, codes={"image": codes[j]}, attrs={"group": f"g{j % groups}"})
+                for j in range(i, min(n, i + args.batch))
+            ]
+        )
     ingest = n / (time.perf_counter() - t)
     store.close()
 
@@ -75,11 +85,11 @@ def _run(
     t_single = _best(lambda: [coll.search(code=q, k=args.k) for q in single])
     t_batch = _best(lambda: coll.search_batch(codes=queries, k=args.k))
     results = [[(h.id, h.distance) for h in hits] for hits in coll.search_batch(codes=queries, k=args.k)]
-    rng = np.random.default_rng(1)
-    allowed = np.sort(rng.choice(n + 1, int(args.allowed * (n + 1)), replace=False))
+    seen = store.session(token).collection("c")  # a reader whose policy lets 1/groups through
     fq = single[:20]
-    t_filt = _best(lambda: [coll.search_allowed(allowed, code=q, k=args.k) for q in fq])
-    filtered = [[(h.id, h.distance) for h in coll.search_allowed(allowed, code=q, k=args.k)] for q in fq]
+    seen.search(code=fq[0], k=args.k)
+    t_filt = _best(lambda: [seen.search(code=q, k=args.k) for q in fq])
+    filtered = [[(h.id, h.distance) for h in seen.search(code=q, k=args.k)] for q in fq]
     store.close()
     return {
         "ingest_items_per_s": ingest,
