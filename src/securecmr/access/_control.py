@@ -251,8 +251,10 @@ class AccessControl:
         actor_tenant = by.tenant if by is not None else None
         user = self.registry.users.get(name) if isinstance(name, str) else None
         try:
-            if user is None or user.revoked or (
-                by is not None and by.tenant is not None and user.tenant != by.tenant
+            if (
+                user is None
+                or user.revoked
+                or (by is not None and by.tenant is not None and user.tenant != by.tenant)
             ):
                 raise UserNotFoundError(f"no active user named {name!r}")
             if by is not None:

@@ -435,6 +435,11 @@ class CollectionEngine:
     def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
         self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
+    def _index_check(self) -> None:
+        check = getattr(self.index, "check_writable", None)  # an external index that is behind
+        if check is not None:
+            check()
+
     def _changed(self) -> None:
         """A write committed: a new version (subsets of the old one are dropped)."""
         self.version += 1
@@ -578,6 +583,7 @@ class CollectionEngine:
             raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
         kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
+        self._index_check()  # an external index that cannot take the items refuses them here
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             if plan is not None:

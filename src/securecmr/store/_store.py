@@ -20,10 +20,12 @@ import numpy as np
 
 from .._validate import check_policy_source, check_ttl_hours
 from ..access import OPERATOR, AccessControl, AccessMixin, AttributeTable, Gate, Principal, compile_policy
+from ..access._session import split_qualified
 from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     ConfigurationError,
+    IndexUnavailableError,
     IntegrityError,
     StoreClosedError,
     StoreError,
@@ -126,6 +128,7 @@ class Store(AccessMixin, MonitorMixin):
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
         milvus_index: str = "BIN_FLAT",
+        milvus_timeout: float = 30.0,
         backend: str | None = None,
         exist_ok: bool = False,
     ) -> Store:
@@ -135,7 +138,8 @@ class Store(AccessMixin, MonitorMixin):
         opens it unchanged (see :meth:`open_or_create`). When creation fails nothing is left on
         disk. ``index_backend="milvus"`` serves the collections' searches from Milvus at
         ``milvus_uri`` (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI;
-        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is
+        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored;
+        ``milvus_timeout`` seconds per request before IndexUnavailableError). The choice is
         remembered by :meth:`open`. ``backend`` is an older name of ``index_backend``."""
         provider = provider_for(passphrase, key_provider)
         index_backend = backend or index_backend
@@ -143,7 +147,13 @@ class Store(AccessMixin, MonitorMixin):
         root = Path(path)
         if (root / _MARKER).exists() or (root / DB_FILE).exists():
             if exist_ok:
-                return cls.open(root, key_provider=provider, clock=clock, milvus_token=milvus_token)
+                return cls.open(
+                    root,
+                    key_provider=provider,
+                    clock=clock,
+                    milvus_token=milvus_token,
+                    milvus_timeout=milvus_timeout,
+                )
             raise StoreExistsError(f"a store already exists at {root}; use Store.open")
         if root.exists() and any(root.iterdir()):
             raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
@@ -160,7 +170,7 @@ class Store(AccessMixin, MonitorMixin):
             sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
             blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
             conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
-            milvus = _milvus_for(root, index_cfg, None, milvus_token)
+            milvus = _milvus_for(root, index_cfg, None, milvus_token, milvus_timeout)
             store = cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
             # the marker last: a directory without it is not a store (and is removed below)
             atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
@@ -194,6 +204,7 @@ class Store(AccessMixin, MonitorMixin):
         index_backend: str | None = None,
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
+        milvus_timeout: float = 30.0,
         backend: str | None = None,
     ) -> Store:
         """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
@@ -219,7 +230,7 @@ class Store(AccessMixin, MonitorMixin):
             chosen = backend or index_backend or str(cfg["backend"])
             if chosen != cfg["backend"]:
                 cfg = _index_config(chosen, None, str(cfg.get("index_type", "BIN_FLAT")))
-            milvus = _milvus_for(root, cfg, milvus_uri, milvus_token)
+            milvus = _milvus_for(root, cfg, milvus_uri, milvus_token, milvus_timeout)
             store = cls(root, ring, provider, conn, lock, clock or time.time, chosen, milvus)
             if not readonly:
                 store._purge(on_open=True)
@@ -486,7 +497,8 @@ class Store(AccessMixin, MonitorMixin):
     def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
         if self._milvus is None:
             return None
-        coll, tenant, state = milvus_names(hkdf(self._ring.secret, "securecmr/milvus"), name, bits)
+        owner, visible = split_qualified(name)
+        coll, tenant, state = milvus_names(hkdf(self._ring.secret, "securecmr/milvus"), owner, visible, bits)
         return {
             "connection": self._milvus,
             "collection": coll,
@@ -547,8 +559,7 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._save_segments()
-        for coll in list(self._collections.values()):  # ask Milvus to drop deleted rows from its segments
-            coll._ops.engine.index.compact()
+        index_reports = self._compact_indexes()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
@@ -558,9 +569,36 @@ class Store(AccessMixin, MonitorMixin):
             "by": by,
             "files": sorted(p.name for p in self.path.iterdir() if p.is_file()),
         }
+        if index_reports:  # what an external index (Milvus) did, and where erasure is not guaranteed
+            receipt["index"] = index_reports
         receipt["signature"] = self._sign(receipt)
         self._audit_op("compact", detail={"count": receipt["count"]})
         return receipt
+
+    def _compact_indexes(self) -> list[dict[str, Any]]:
+        """Have an external index drop deleted rows from its own files (once per Milvus collection,
+        every collection of the store opened for it); its reports go into the receipt."""
+        if self._milvus is None:
+            return []
+        reports: dict[str, dict[str, Any]] = {}
+        for (name,) in self._conn.execute("SELECT name FROM collections").fetchall():
+            try:
+                self.collection(name)
+            except IndexUnavailableError:
+                reports[f"~{name}"] = {
+                    "backend": "milvus",
+                    "compacted": False,
+                    "note": "Milvus was unreachable: run compact() again when it answers",
+                }
+        for coll in list(self._collections.values()):
+            index = coll._engine.index
+            key = str(getattr(index, "_coll", id(index)))
+            if key in reports:
+                continue
+            report = index.compact()
+            if report is not None:
+                reports[key] = report
+        return [reports[k] for k in sorted(reports)]
 
     def _sign(self, doc: dict[str, Any]) -> str:
         body = json.dumps({k: v for k, v in doc.items() if k != "signature"}, sort_keys=True).encode()
@@ -738,14 +776,18 @@ def _stored_index_config(conn: sqlite3.Connection, ring: Keyring) -> dict[str, A
 
 
 def _milvus_for(
-    root: Path, cfg: dict[str, Any], uri: str | None, token: str | None
+    root: Path, cfg: dict[str, Any], uri: str | None, token: str | None, timeout: float = 30.0
 ) -> MilvusConnection | None:
     if cfg.get("backend") != "milvus":
         if uri is not None:
             raise ConfigurationError('milvus_uri= needs a store whose index backend is "milvus"')
         return None
     chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
-    return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
+    if not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigurationError("milvus_timeout must be a positive number of seconds")
+    return MilvusConnection(
+        chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")), timeout=float(timeout)
+    )
 
 
 def _remove_tree(root: Path, *, keep_root: bool) -> None:
