@@ -449,6 +449,7 @@ def _switch(
             new_config["hasher_version"] = version
             store._write_config(cid, new_config)
             conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (cid,))
+            engine.restate_root()  # the sealed state root follows the new configuration
             conn.execute("DELETE FROM recode WHERE cid=?", (cid,))
             # audited inside the transaction: no switch without its record
             store._audit_op(

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ._encode import Encoders
 from ._engine import CollectionEngine
-from ._rwlock import RWLock
+from ._lock import StoreLock
 
 __all__ = ["CollectionOps"]
 
@@ -42,7 +42,7 @@ class CollectionOps:
         self,
         engine: CollectionEngine,
         encoders: Encoders,
-        lock: RWLock,
+        lock: StoreLock,
         *,
         now: Callable[[], float],
         check_writable: Callable[[], None],
