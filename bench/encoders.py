@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +99,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--models", type=Path, default=None, help="exported models (default: a temp export)")
+    ap.add_argument("--models", type=Path, default=None,
+                    help="exported models (default: the default model directory, $SECURECMR_HOME/models, "
+                    "exported there with --int8 when missing or stale)")
     ap.add_argument("--texts", type=int, default=256)
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
@@ -113,7 +114,6 @@ def main() -> int:
     from securecmr.encoders import export_models
     from securecmr.encoders._export import (
         TOKENIZER_FILE,
-        class_prompts,
         embed_texts_torch,
         image_module,
         load_image_torch,
@@ -121,20 +121,19 @@ def main() -> int:
         text_module,
     )
     from securecmr.encoders._imageio import preprocess, to_rgb
+    from securecmr.encoders._manifest import resolve_dir
     from securecmr.encoders._session import make_session
 
-    tmp = None
-    model_dir = args.models
-    if model_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="securecmr-bench-")
-        model_dir = Path(tmp.name)
+    model_dir = resolve_dir(args.models)  # the directory users run (securecmr models export --int8)
     export_models(model_dir, int8=True)
     texts, images, source = load_inputs(args.data, args.texts, args.images)
 
     bert, tok_dir = load_text_torch()  # eager attention, as the ONNX export traces it
     tmod_eager = text_module(bert)
     tmod = text_module(load_text_torch("sdpa")[0])  # transformers' default: the faster torch baseline
-    classes = embed_texts_torch(bert, tok_dir, class_prompts())
+    from securecmr.encoders._classes import embed_class_prompts
+
+    classes = embed_class_prompts(lambda t: embed_texts_torch(bert, tok_dir, t))
     imod = image_module(load_image_torch(), classes)
     sessions = {
         "ort_fp32": (make_session(model_dir / "text.onnx", num_threads=1),
@@ -149,7 +148,7 @@ def main() -> int:
 
     results: dict[str, Any] = {
         "source": source, "threads": 1, "n_texts": len(texts), "n_images": len(images),
-        "loadavg_start": list(os.getloadavg()),
+        "loadavg_start": list(os.getloadavg()), "models": str(model_dir),
     }
     rows = []
     for tower in ("text", "image"):
@@ -235,8 +234,6 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    if tmp is not None:
-        tmp.cleanup()
     return 0
 
 

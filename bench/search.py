@@ -7,6 +7,12 @@ Codes are generated (uniform random 64-bit codes); ``--data`` is accepted for un
 ``single_ratio_first_rep`` is the same ratio from the first repetition alone (each query's first
 audited search: its result-id fingerprints not yet cached; noisier).
 
+``write_ms_durable`` is the median latency of a single-item add (audited: its record fsynced
+before it returns, then a checkpoint and the sealed anchor), ``write_ms_audit_not_synced`` the same
+with the audit fsyncs switched off, ``durability_ms_per_write`` their difference. Searches are
+audited with group commit (records on disk within 50 ms or 64 records), so ``single_ratio``
+includes the audit path.
+
 Latency ratios come from interleaved timings in one process: each single query (``--single``
 of them) runs through raw faiss and through ``Collection.search`` back to back, ``--repeat`` times
 with the order alternating, and each side keeps its best time per query, so load from other
@@ -57,6 +63,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--single", type=int, default=200, help="single queries timed")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--writes", type=int, default=30, help="single-item adds timed (durability cost)")
     args = ap.parse_args()
 
     import faiss
@@ -116,6 +123,19 @@ def main() -> None:
             [queries],
             args.repeat,
         )
+        # what durability costs per acknowledged write: single-item adds (one audit record fsynced,
+        # a checkpoint and the sealed anchor per call) against the same adds with the audit
+        # fsyncs off (SQLite's own commit is synchronous in both), interleaved
+        audit = store.audit
+        wrote = {True: [], False: []}  # type: ignore[var-annotated]
+        for i in range(2 * args.writes):
+            durable = i % 2 == 0
+            audit.durable = durable
+            item = securecmr.Item(f"w{i}", codes={"image": queries[i % len(queries)]})
+            t = time.perf_counter()
+            coll.add([item])
+            wrote[durable].append(time.perf_counter() - t)
+        audit.durable = True
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -137,6 +157,9 @@ def main() -> None:
         "open_ratio": open_s / base_open,
         "open_baseline_seconds": base_open,
         "ingest_items_per_s": ingest,
+        "write_ms_durable": 1e3 * float(np.median(wrote[True])),
+        "write_ms_audit_not_synced": 1e3 * float(np.median(wrote[False])),
+        "durability_ms_per_write": 1e3 * float(np.median(wrote[True]) - np.median(wrote[False])),
     }
     for key, val in out.items():
         print(f"{key:24s} {val:.4g}" if isinstance(val, float) else f"{key:24s} {val}")

@@ -103,7 +103,8 @@ _NEEDS_STORE = [
 def test_runtime_error_on_a_missing_store(path: tuple[str, ...], tmp_path: Path) -> None:
     """A missing store is a one-line error in CLI terms (exit 1), with --json a JSON document."""
     args = [*path, str(tmp_path / "nowhere")]
-    if path in {("collection", "create"), ("collection", "info"), ("collection", "drop"), ("users", "show"),
+    if path in {("collection", "create"), ("collection", "info"), ("collection", "drop"),
+                ("collection", "fit"), ("users", "show"),
                 ("users", "update"), ("users", "token"), ("users", "revoke")}:  # fmt: skip
         args.append("name")
     if path == ("users", "create"):

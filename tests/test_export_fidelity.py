@@ -43,7 +43,7 @@ def test_onnx_fp32_matches_torch(models_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_onnx_zeroshot_matches_torch(models_dir: Path) -> None:
-    from securecmr.encoders._classes import class_prompts
+    from securecmr.encoders._classes import embed_class_prompts
     from securecmr.encoders._export import (
         embed_texts_torch,
         image_module,
@@ -55,7 +55,8 @@ def test_onnx_zeroshot_matches_torch(models_dir: Path) -> None:
     bert, tok_dir = load_text_torch()
     enc = load_image_encoder()
     imgs = list(sample_images(["chelsea", "coffee", "camera", "rocket"]).values())
-    module = image_module(load_image_torch(), embed_texts_torch(bert, tok_dir, class_prompts()))
+    classes = embed_class_prompts(lambda texts: embed_texts_torch(bert, tok_dir, texts))
+    module = image_module(load_image_torch(), classes)
     with torch.no_grad():
         _, zs = module(_pixels(enc, imgs))
     assert _cos(enc.encode(imgs), zs.numpy()).min() >= 0.9999

@@ -1,9 +1,9 @@
-"""Congruence: the same calls on the faiss, Milvus (Lite) and brute-force backends give identical
-results, and those equal an independent reference model of the collection (minimum Hamming
-distance over an item's codes, ties broken by insertion order), through adds, deletes, TTL purges
-with a legal hold, tenant isolation, record-level policies through sessions, modality filters,
-batch search and a reopen. (tests/test_milvus_index.py covers the widening and chunked-scan paths
-of the Milvus backend with a small top-k cap.)"""
+"""Congruence: the same calls on the faiss, Milvus (Lite and a live standalone server) and
+brute-force backends give identical results, and those equal an independent reference model of
+the collection (minimum Hamming distance over an item's codes, ties broken by insertion order),
+through adds, deletes, TTL purges with a legal hold, tenant isolation, record-level policies
+through sessions, modality filters, batch search and a reopen. (tests/test_milvus_index.py covers
+the widening and chunked-scan paths of the Milvus backend with a small top-k cap.)"""
 
 from __future__ import annotations
 
@@ -101,10 +101,12 @@ def _ids(hits: list[Any]) -> list[tuple[str, int]]:
     return [(str(h.id), int(h.distance)) for h in hits]
 
 
-def _scenario(root: Path, backend: str) -> list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]]:
+def _scenario(
+    root: Path, backend: str, uri: str | None = None
+) -> list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]]:
     """Run the calls; return (label, store result, reference result) per search."""
     clock = Clock()
-    store = securecmr.Store.create(root, passphrase=PASS, clock=clock, index_backend=backend)
+    store = securecmr.Store.create(root, passphrase=PASS, clock=clock, index_backend=backend, milvus_uri=uri)
     model = Model()
     rng = np.random.default_rng(7)
     seen: list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]] = []
@@ -215,9 +217,23 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("backend", ["brute", "faiss", "milvus"])
-def test_backend_matches_reference(results: dict[str, Any], backend: str) -> None:
-    seen = results[backend]
+@pytest.fixture(scope="module")
+def server_results(tmp_path_factory: pytest.TempPathFactory, milvus_server: Any) -> Any:
+    """The same scenario on a live Milvus standalone server (tenants as partition keys)."""
+    if not milvus_server.running:
+        milvus_server.start()
+    return _scenario(tmp_path_factory.mktemp("server") / "store", "milvus", milvus_server.uri)
+
+
+def _seen(request: pytest.FixtureRequest, backend: str) -> Any:
+    if backend == "milvus-server":
+        return request.getfixturevalue("server_results")
+    return request.getfixturevalue("results")[backend]
+
+
+@pytest.mark.parametrize("backend", ["brute", "faiss", "milvus", "milvus-server"])
+def test_backend_matches_reference(request: pytest.FixtureRequest, backend: str) -> None:
+    seen = _seen(request, backend)
     assert len(seen) > 250
     bad = [label for label, got, want in seen if got != want]
     assert not bad, f"{len(bad)} searches differ from the reference, first: {bad[:3]}"
@@ -230,10 +246,15 @@ def test_backends_identical(results: dict[str, Any]) -> None:
         assert [got for _, got, _ in results[backend]] == ref
 
 
-def test_scenario_exercises_ties_and_isolation(results: dict[str, Any]) -> None:
+def test_server_identical_to_faiss(results: dict[str, Any], server_results: Any) -> None:
+    assert [got for _, got, _ in server_results] == [got for _, got, _ in results["faiss"]]
+
+
+@pytest.mark.parametrize("backend", ["milvus", "milvus-server"])
+def test_scenario_exercises_ties_and_isolation(request: pytest.FixtureRequest, backend: str) -> None:
     """The reference is not vacuous: equal distances occur inside results, and tenant h2 never
     sees h1's items although it holds copies of their codes."""
-    seen = results["milvus"]
+    seen = _seen(request, backend)
     assert any(len({d for _, d in want}) < len(want) for _, _, want in seen)
     for label, got, _ in seen:
         tenant = label.split("/")[1].split("-")[0]

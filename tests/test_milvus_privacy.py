@@ -18,6 +18,8 @@ pymilvus = pytest.importorskip(
     "pymilvus", reason="the Milvus backend needs the 'milvus' extra (pymilvus, milvus-lite)"
 )
 
+from securecmr.index import MilvusConnection  # noqa: E402
+
 PASS = "privacy passphrase 9f2c"
 TOKEN = "tok-privacy-7d1e-SECRET"
 TENANT = "stmarys-hospital"
@@ -120,6 +122,17 @@ def test_milvus_sees_only_salted_codes_and_tags(tmp_path: Path, monkeypatch: pyt
             return _orig(self, *args, **kwargs)
 
         monkeypatch.setattr(pymilvus.MilvusClient, name, wrapper)
+
+    original_columns = MilvusConnection.insert_columns
+
+    def columns_spy(self: Any, collection: str, columns: dict[str, list[Any]], **kw: Any) -> Any:
+        flat: list[bytes] = []
+        _flatten([collection, columns], flat)
+        sent.append(("insert_columns", flat))
+        inserted.extend(columns["code"])
+        return original_columns(self, collection, columns, **kw)
+
+    monkeypatch.setattr(MilvusConnection, "insert_columns", columns_spy)
 
     root = tmp_path / "store"
     items = _items(40)

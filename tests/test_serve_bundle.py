@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from _serve_helpers import free_port
 
 from securecmr._bundle import INSTALL_SH, make_bundle
 from securecmr.errors import ConfigurationError, ModelIntegrityError
@@ -69,3 +72,30 @@ def test_bundle_installs_offline_into_a_fresh_venv(models_dir: Path, tmp_path: P
         [exe, "models", "verify"], env=run_env, capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert r.returncode == 0 and "all files match" in r.stdout, r.stdout + r.stderr
+    # the installed wheel serves the API docs and the console from its own files
+    py = str(tmp_path / "venv" / "bin" / "python")
+    make = "import securecmr; securecmr.Store.create('store', passphrase='pw').close()"
+    assert subprocess.run([py, "-c", make], env=run_env, cwd=tmp_path, timeout=300).returncode == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "serve", "store", "--port", str(port)],
+        env={**run_env, "SECURECMR_PASSPHRASE": "pw"},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        for path in ("/console", "/console/static/console.js", "/docs/assets/swagger-ui-bundle.js"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                assert resp.status == 200 and len(resp.read()) > 500, path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

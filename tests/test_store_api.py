@@ -133,8 +133,10 @@ def test_bad_input(tmp_path: Path) -> None:
             coll.add([securecmr.Item("w", codes={"image": np.zeros(4, np.uint8)})])
         with pytest.raises(ShapeError):
             coll.search(code=np.zeros(3, np.uint8))
-        with pytest.raises(StoreLockedError):
-            securecmr.Store.open(tmp_path / "store", passphrase=PASS)
+        with securecmr.Store.open(tmp_path / "store", passphrase=PASS, timeout=0.05) as other:
+            assert len(other.collection("c")) == 3  # a second writer may open the store...
+            with store._lock.hold(), pytest.raises(StoreLockedError):  # type: ignore[union-attr]
+                other.collection("c").add(items(1, seed=9))  # ...but waits for a write in progress
         with securecmr.Store.open(tmp_path / "store", passphrase=PASS, readonly=True) as reader:
             assert len(reader.collection("c")) == 3
     (tmp_path / "plain").mkdir()

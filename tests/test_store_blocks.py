@@ -53,6 +53,7 @@ def _write_format1(coll: securecmr.Collection, data: list[securecmr.Item], expir
         )
     eng.conn.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?)", rows)
     eng.conn.execute("UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (len(data) + 1, eng.cid))
+    coll._store._adopt_state()  # seal these rows as a store of that time would be adopted on open
 
 
 @pytest.mark.parametrize("mode", ["none", "salted+encrypted"])

@@ -6,16 +6,19 @@ The facade calls it; it never imports the facade (imports point down: facade -> 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ..audit import HIPAA_RETENTION_DAYS, AuditLog
+from ..audit import HIPAA_RETENTION_DAYS, AuditAnchor, AuditLog
 from ..errors import (
     AuthenticationError,
     ConfigurationError,
@@ -32,6 +35,20 @@ __all__ = ["OPERATOR", "AccessControl"]
 
 OPERATOR = "@operator"  # the principal of calls made with the store passphrase, not a token
 DEFAULT_TOKEN_TTL_HOURS = 24.0 * 90
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _changes_registry(method: _F) -> _F:
+    """Run a method that changes users or roles under the store's writer lock (refused readonly)."""
+
+    @functools.wraps(method)
+    def wrapper(self: AccessControl, *args: Any, **kwargs: Any) -> Any:
+        with self._changing():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _subkey(secret: bytes, label: str) -> bytes:
@@ -55,7 +72,11 @@ class AccessControl:
     """Users, tokens and the audit log of a store rooted at ``directory``.
 
     ``secret`` (32 bytes, from the store keyring) derives the token, registry and audit keys.
-    ``clock`` returns unix seconds and drives token expiry and audit timestamps.
+    ``clock`` returns unix seconds and drives token expiry and audit timestamps. A store passes
+    ``guard`` (its write lock, held around every change of users and roles, across processes),
+    ``anchor`` (where the audit log's newest checkpoint is sealed), ``registry_floor`` and
+    ``on_registry_save`` (the registry version kept in the store state, so an older copy of the
+    registry put back fails) and ``readonly`` (no registry change, no checkpoint).
     """
 
     def __init__(
@@ -66,6 +87,13 @@ class AccessControl:
         clock: Callable[[], float] | None = None,
         retention_days: float = HIPAA_RETENTION_DAYS,
         checkpoint_every: int = 100,
+        readonly: bool = False,
+        guard: Callable[[], AbstractContextManager[Any]] | None = None,
+        anchor: AuditAnchor | None = None,
+        registry_floor: Callable[[], int] | None = None,
+        on_registry_save: Callable[[int], None] | None = None,
+        log_id: str = "",
+        audit_state: Callable[[], int] | None = None,
     ) -> None:
         if not isinstance(secret, bytes) or len(secret) < 32:
             raise ConfigurationError("the access-control secret must be at least 32 bytes")
@@ -75,15 +103,32 @@ class AccessControl:
         self._tables: dict[Any, tuple[Any, Any]] = {}
         self._filter_lock = threading.Lock()
         self._signer = TokenSigner(_subkey(secret, "tokens"))
-        self.registry = UserRegistry(self.directory / "users.sealed", _subkey(secret, "registry"))
+        self.readonly = readonly
+        self._guard: Callable[[], AbstractContextManager[Any]] = guard or contextlib.nullcontext
+        self.registry = UserRegistry(
+            self.directory / "users.sealed",
+            _subkey(secret, "registry"),
+            floor=registry_floor,
+            on_save=on_registry_save,
+        )
         self.audit = AuditLog(
             self.directory / "audit",
             _subkey(secret, "audit"),
             clock=self.clock,
             retention_days=retention_days,
             checkpoint_every=checkpoint_every,
-            anchor=_RegistryAnchor(self.registry),
+            anchor=anchor if anchor is not None else _RegistryAnchor(self.registry),
+            checkpoints=not readonly,
+            log_id=log_id,
+            state_probe=audit_state,
         )
+
+    def _changing(self) -> AbstractContextManager[Any]:
+        if self.readonly:
+            from ..errors import StoreError
+
+            raise StoreError("this store was opened readonly=True; open it for writing to manage users")
+        return self._guard()
 
     def __repr__(self) -> str:
         return f"AccessControl({str(self.directory)!r})"
@@ -108,6 +153,7 @@ class AccessControl:
         self.audit.close()
 
     # ------------------------------------------------------------------ users and roles
+    @_changes_registry
     def create_user(
         self,
         name: str,
@@ -177,6 +223,7 @@ class AccessControl:
         )
         return token
 
+    @_changes_registry
     def revoke_user(self, name: str, *, by: User | None = None) -> None:
         """Revoke every token of ``name``; later calls with them raise AuthenticationError."""
         actor = by.name if by is not None else OPERATOR
@@ -197,6 +244,7 @@ class AccessControl:
         self.registry.save()
         self.audit.append("user.revoke", principal=actor, tenant=actor_tenant, detail={"user": name})
 
+    @_changes_registry
     def update_user(
         self,
         name: str,
@@ -242,6 +290,7 @@ class AccessControl:
         )
         return user
 
+    @_changes_registry
     def issue_token(
         self, name: str, *, ttl_hours: float = DEFAULT_TOKEN_TTL_HOURS, by: User | None = None
     ) -> str:
@@ -251,8 +300,10 @@ class AccessControl:
         actor_tenant = by.tenant if by is not None else None
         user = self.registry.users.get(name) if isinstance(name, str) else None
         try:
-            if user is None or user.revoked or (
-                by is not None and by.tenant is not None and user.tenant != by.tenant
+            if (
+                user is None
+                or user.revoked
+                or (by is not None and by.tenant is not None and user.tenant != by.tenant)
             ):
                 raise UserNotFoundError(f"no active user named {name!r}")
             if by is not None:
@@ -291,6 +342,7 @@ class AccessControl:
             )
         return out
 
+    @_changes_registry
     def add_role(self, role: Role, *, by: User | None = None) -> None:
         """Register (or replace) a custom role."""
         actor = by.name if by is not None else OPERATOR

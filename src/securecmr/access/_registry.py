@@ -2,7 +2,9 @@
 
 Only SHA-256 hashes of tokens are kept. The file is rewritten atomically (temp file + rename);
 a file that was altered, or opened with the wrong key, raises IntegrityError and is never
-overwritten.
+overwritten. Each save bumps a version sealed in the file; ``floor`` (the version the store state
+last recorded) makes an older copy put back in place fail, and the file is re-read whenever
+another process replaced it, so every process sees a revocation at its next call.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,19 +110,52 @@ def check_attrs(attrs: object) -> dict[str, Any]:
 class UserRegistry:
     """Users and custom roles of one store, persisted sealed in ``path``."""
 
-    def __init__(self, path: str | os.PathLike[str], key: bytes) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        key: bytes,
+        *,
+        floor: Callable[[], int] | None = None,
+        on_save: Callable[[int], None] | None = None,
+    ) -> None:
         if not isinstance(key, bytes) or len(key) != 32:
             raise ConfigurationError("the registry key must be 32 bytes")
         self.path = Path(path)
         self._key = key
-        self.users: dict[str, User] = {}
-        self.roles: dict[str, Role] = {}
+        self._floor = floor
+        self._on_save = on_save
+        self._users: dict[str, User] = {}
+        self._roles: dict[str, Role] = {}
+        self.version = 0
         self.audit_anchor: tuple[int, str] | None = None
-        if self.path.exists():
-            self._load()
+        self._stat: tuple[int, int, int] | None = None
+        self.refresh()
 
     def __repr__(self) -> str:
         return f"UserRegistry({len(self.users)} users)"
+
+    @property
+    def users(self) -> dict[str, User]:
+        self.refresh()
+        return self._users
+
+    @property
+    def roles(self) -> dict[str, Role]:
+        self.refresh()
+        return self._roles
+
+    def refresh(self) -> None:
+        """Re-read the file if another process replaced it since we last read or wrote it."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._stat is not None or (self._floor is not None and self._floor() > 0):
+                raise IntegrityError(f"{self.path.name}: the user registry is missing; restore it") from None
+            return
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._stat:
+            self._load()
+            self._stat = key
 
     def _aead(self) -> Any:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -131,20 +167,30 @@ class UserRegistry:
         try:
             plain = self._aead().decrypt(blob[:12], blob[12:], _AAD)
             data = json.loads(plain)
-            self.users = {n: User.from_dict(u) for n, u in data["users"].items()}
-            self.roles = {n: Role.from_dict(r) for n, r in data["roles"].items()}
+            users = {n: User.from_dict(u) for n, u in data["users"].items()}
+            roles = {n: Role.from_dict(r) for n, r in data["roles"].items()}
             anchor = data.get("audit_anchor")
-            self.audit_anchor = (int(anchor[0]), str(anchor[1])) if anchor else None
+            version = int(data.get("serial", 0))
         except Exception:  # one opaque error: wrong key, altered or truncated file
             raise IntegrityError(
                 f"{self.path.name}: the user registry does not decrypt (wrong key, or the file was altered)"
             ) from None
+        floor = self._floor() if self._floor is not None else 0
+        if version < floor:
+            raise IntegrityError(
+                f"{self.path.name}: the user registry is older than the store state names (version "
+                f"{version} < {floor}): an older copy was put back; restore the newest one"
+            )
+        self._users, self._roles, self.version = users, roles, version
+        self.audit_anchor = (int(anchor[0]), str(anchor[1])) if anchor else None
 
     def save(self) -> None:
+        version = self.version + 1
         data = {
             "version": 1,
-            "users": {n: u.to_dict() for n, u in sorted(self.users.items())},
-            "roles": {n: r.to_dict() for n, r in sorted(self.roles.items())},
+            "serial": version,
+            "users": {n: u.to_dict() for n, u in sorted(self._users.items())},
+            "roles": {n: r.to_dict() for n, r in sorted(self._roles.items())},
             "audit_anchor": list(self.audit_anchor) if self.audit_anchor else None,
         }
         nonce = secrets.token_bytes(12)
@@ -156,6 +202,15 @@ class UserRegistry:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        st = os.stat(self.path)
+        self._stat, self.version = (st.st_ino, st.st_mtime_ns, st.st_size), version
+        if self._on_save is not None:
+            self._on_save(version)
 
     # the audit log's external anchor (newest checkpoint), kept sealed with the users
     def save_anchor(self, n: int, head: str) -> None:

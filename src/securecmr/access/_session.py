@@ -16,7 +16,7 @@ from ._roles import Permission
 from ._session_ops import CollectionOpsMixin, SessionOpsMixin
 from ._view import CollectionView
 
-__all__ = ["GuardedCollection", "Session", "StorePort", "qualify", "unqualify"]
+__all__ = ["GuardedCollection", "Session", "StorePort", "qualify", "split_qualified", "unqualify"]
 
 _TENANT_SEP = "~"
 
@@ -34,6 +34,14 @@ def unqualify(tenant: str | None, stored: str) -> str | None:
         return None if _TENANT_SEP in stored else stored
     prefix = f"{tenant}{_TENANT_SEP}"
     return stored[len(prefix) :] if stored.startswith(prefix) else None
+
+
+def split_qualified(stored: str) -> tuple[str | None, str]:
+    """(tenant or None, tenant-visible name) of a store-level collection name."""
+    if _TENANT_SEP in stored:
+        tenant, name = stored.split(_TENANT_SEP, 1)
+        return tenant, name
+    return None, stored
 
 
 class StorePort(Protocol):

@@ -1,5 +1,6 @@
-"""``securecmr audit verify|export|records``: check the audit chain, export it as JSON lines for a
-SIEM, or read the newest records as a table."""
+"""``securecmr audit verify|head|export|records``: check the audit chain (optionally against a
+head kept elsewhere), print its signed head, export it as JSON lines for a SIEM, or read the newest
+records as a table."""
 
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ audit_app = group("Verify, export and read the tamper-evident audit log.")
 
 
 @audit_app.command("verify")
-def verify_cmd(store: STORE, as_json: JSON = False) -> None:
+def verify_cmd(
+    store: STORE,
+    as_json: JSON = False,
+    head: Annotated[
+        Path | None,
+        typer.Option("--head", help="A head saved by 'audit head': fail unless the log extends it."),
+    ] = None,
+) -> None:
     """Exit 0 if every record and checkpoint verifies; else name the first bad record and exit 1."""
     from ..errors import AuditIntegrityError
 
     with open_store(store, readonly=True) as st:
         try:
-            report = st.audit.verify()
+            report = st.audit.verify(head=head)
         except AuditIntegrityError as exc:
             if as_json:
                 typer.echo(
@@ -40,6 +48,26 @@ def verify_cmd(store: STORE, as_json: JSON = False) -> None:
         f"OK: {plural(report.records, 'record')} (from #{report.first_seq}), "
         f"{plural(report.checkpoints, 'checkpoint')}, head {report.head[:16]}",
     )
+
+
+@audit_app.command("head")
+def head_cmd(
+    store: STORE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+    as_json: JSON = False,  # the head is JSON either way
+) -> None:
+    """Print the signed head of the audit log (JSON: store id, record count, chain hash, time, MAC).
+
+    Keep it outside the store (another machine, a SIEM): 'audit verify STORE --head FILE' fails
+    unless the log still extends it, which catches a rollback of the whole store directory."""
+    with open_store(store, readonly=True) as st:
+        doc = st.audit.head()
+    text = json.dumps(doc, sort_keys=True)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote the audit head ({plural(doc['records'], 'record')}) to {out}", err=True)
 
 
 @audit_app.command("export")

@@ -271,6 +271,12 @@ def register(app: typer.Typer) -> None:
         exist_ok: Annotated[
             bool, typer.Option("--exist-ok", help="Use an existing collection of that name (unchanged).")
         ] = False,
+        keep_features: Annotated[
+            bool,
+            typer.Option(
+                "--keep-features", help="Keep items' encoder features (sealed) so `collection fit` can learn."
+            ),
+        ] = False,
         as_json: JSON = False,
     ) -> None:
         """Create a collection (Store.create_collection)."""
@@ -288,6 +294,7 @@ def register(app: typer.Typer) -> None:
                 ttl_hours=ttl_hours,
                 policy=policy,
                 exist_ok=exist_ok,
+                keep_features=keep_features,
             )
             info = _coll_info(s, stored)
         info["created_now"] = not existed
@@ -734,6 +741,9 @@ def register(app: typer.Typer) -> None:
         )
 
     app.add_typer(store_app, name="store")
+    from .learn import fit_cmd
+
+    coll_app.command("fit")(fit_cmd)
     app.add_typer(coll_app, name="collection")
     app.add_typer(keys_app, name="keys")
     app.add_typer(snap_app, name="snapshot")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
-__all__ = ["class_prompts", "imagenet_classes"]
+import numpy as np
+
+__all__ = ["class_prompt_groups", "class_prompts", "imagenet_classes"]
 
 
 def imagenet_classes() -> list[tuple[str, str]]:
@@ -17,3 +20,28 @@ def imagenet_classes() -> list[tuple[str, str]]:
 def class_prompts() -> list[str]:
     """The text embedded for each class: ``"a photo of a <first lemma>"``."""
     return [f"a photo of a {lemmas.split(',')[0].strip()}" for _, lemmas in imagenet_classes()]
+
+SYNONYMS = 3  # lemmas per class whose prompts are averaged (tuned by bench/conse.py)
+
+
+def class_prompt_groups(synonyms: int = SYNONYMS) -> list[list[str]]:
+    """Per class, ``"a photo of a <lemma>"`` for its first ``synonyms`` lemmas (the ConSE head
+    averages their embeddings: "tabby, tabby cat" says more than "tabby")."""
+    out = []
+    for _, lemmas in imagenet_classes():
+        names = [x.strip() for x in lemmas.split(",") if x.strip()][:synonyms]
+        out.append([f"a photo of a {x}" for x in names])
+    return out
+
+
+def embed_class_prompts(embed: Callable[[list[str]], np.ndarray], synonyms: int = SYNONYMS) -> np.ndarray:
+    """(1000, d) unit rows: the mean of each class's prompt embeddings (``embed`` maps texts to rows)."""
+    groups = class_prompt_groups(synonyms)
+    flat = [p for g in groups for p in g]
+    emb = np.asarray(embed(flat), dtype=np.float64)
+    out, i = [], 0
+    for g in groups:
+        v = emb[i : i + len(g)].mean(axis=0)
+        out.append(v / np.linalg.norm(v))
+        i += len(g)
+    return np.asarray(out, dtype=np.float32)

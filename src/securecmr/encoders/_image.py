@@ -117,6 +117,29 @@ class ImageEncoder:
         return self._encode_rgb((to_rgb(x) for x in items), len(items), output, batch_size, show_progress,
                                 "encoding images")
 
+    def encode_outputs(
+        self, images: Sequence[ImageInput], outputs: Sequence[Output], *, batch_size: int = 32
+    ) -> dict[str, np.ndarray]:
+        """Several outputs of one pass over ``images`` (e.g. ``("zeroshot", "features")``, what a
+        collection that keeps its features needs), each as :meth:`encode` would give it."""
+        names = [self._output_name(o)[0] for o in outputs]
+        items = list(images)
+        if not items:
+            raise EmptyInputError("no images to encode; pass a non-empty list")
+        if batch_size < 1:
+            raise InputError("batch_size must be >= 1")
+        parts: list[list[np.ndarray]] = [[] for _ in outputs]
+        for s in range(0, len(items), batch_size):
+            batch = np.stack([self._pixels(to_rgb(x)) for x in items[s : s + batch_size]])
+            outs = self._session.run(names, {self._config.pixel_values: batch})
+            for j, out in enumerate(outs):
+                parts[j].append(pool(out, self._config.pooling))
+        result: dict[str, np.ndarray] = {}
+        for o, chunks in zip(outputs, parts, strict=True):
+            arr = np.concatenate(chunks).astype(np.float32)
+            result[o] = l2_normalize(arr) if (self._config.normalize or o == "features") else arr
+        return result
+
     def encode_frames(
         self,
         frames: np.ndarray | Sequence[np.ndarray],

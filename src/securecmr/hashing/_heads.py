@@ -89,7 +89,7 @@ class KernelHead(Head):
     def build(
         cls,
         *,
-        anchors: np.ndarray,
+        anchors: np.ndarray | None,
         gamma: float,
         w1: np.ndarray,
         b1: np.ndarray,
@@ -103,7 +103,8 @@ class KernelHead(Head):
         conf_thresholds: np.ndarray | None = None,
     ) -> KernelHead:
         """Write the ONNX graph ``act(rbf(f(x)) @ w1 + b1) @ w2 + b2`` (``mean`` centres the rbf features
-        before ``w1``). ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
+        before ``w1``; ``anchors=None`` skips the kernel: a linear classifier on ``f(x)``).
+        ``activation`` is ``softmax``, ``sigmoid``, ``none`` or ``rank``: for ``rank``
         the output is ``b2 - rank[:, rank_classes]`` where ``rank[c]`` counts the classes scored above
         class ``c`` (0 = the top class) and ``w2`` is unused; bit ``j`` is then "class
         ``rank_classes[j]`` is among the top ``b2[j] + 0.5``". ``conf_classes`` / ``conf_thresholds``
@@ -113,14 +114,7 @@ class KernelHead(Head):
         helper, tp = onnx.helper, onnx.TensorProto
         nph = require("onnx.numpy_helper", package="onnx", extra="train")
         f32 = np.float32
-        anchors = np.asarray(anchors, dtype=f32)
         inits = [
-            nph.from_array(np.ascontiguousarray(anchors.T), "anchors_t"),
-            nph.from_array((anchors.astype(np.float64) ** 2).sum(axis=1).astype(f32)[None, :], "anchor_sq"),
-            nph.from_array(np.array([-float(gamma)], dtype=f32), "neg_gamma"),
-            nph.from_array(np.array([-2.0], dtype=f32), "minus_two"),
-            nph.from_array(np.array([0.0], dtype=f32), "zero"),
-            nph.from_array(np.array([1], dtype=np.int64), "axis1"),
             nph.from_array(np.asarray(w1, dtype=f32), "w1"),
             nph.from_array(np.asarray(b1, dtype=f32).reshape(1, -1), "b1"),
             nph.from_array(np.asarray(b2, dtype=f32).reshape(1, -1), "b2"),
@@ -135,17 +129,33 @@ class KernelHead(Head):
                 helper.make_node("Mul", ["x_sign", "x_sqrt"], ["x_h"]),
             ]
             src = "x_h"
-        nodes += [
-            helper.make_node("Mul", [src, src], ["x_sq_el"]),
-            helper.make_node("ReduceSum", ["x_sq_el", "axis1"], ["x_sq"], keepdims=1),
-            helper.make_node("MatMul", [src, "anchors_t"], ["xa"]),
-            helper.make_node("Mul", ["xa", "minus_two"], ["xa2"]),
-            helper.make_node("Add", ["xa2", "x_sq"], ["d1"]),
-            helper.make_node("Add", ["d1", "anchor_sq"], ["d2"]),
-            helper.make_node("Max", ["d2", "zero"], ["dist"]),
-            helper.make_node("Mul", ["dist", "neg_gamma"], ["dg"]),
-            helper.make_node("Exp", ["dg"], ["k"]),
-        ]
+        if anchors is None:  # a linear classifier on f(x)
+            in_dim = int(np.asarray(w1).shape[0])
+            nodes.append(helper.make_node("Identity", [src], ["k"]))
+        else:
+            anchors = np.asarray(anchors, dtype=f32)
+            in_dim = int(anchors.shape[1])
+            inits += [
+                nph.from_array(np.ascontiguousarray(anchors.T), "anchors_t"),
+                nph.from_array(
+                    (anchors.astype(np.float64) ** 2).sum(axis=1).astype(f32)[None, :], "anchor_sq"
+                ),
+                nph.from_array(np.array([-float(gamma)], dtype=f32), "neg_gamma"),
+                nph.from_array(np.array([-2.0], dtype=f32), "minus_two"),
+                nph.from_array(np.array([0.0], dtype=f32), "zero"),
+                nph.from_array(np.array([1], dtype=np.int64), "axis1"),
+            ]
+            nodes += [
+                helper.make_node("Mul", [src, src], ["x_sq_el"]),
+                helper.make_node("ReduceSum", ["x_sq_el", "axis1"], ["x_sq"], keepdims=1),
+                helper.make_node("MatMul", [src, "anchors_t"], ["xa"]),
+                helper.make_node("Mul", ["xa", "minus_two"], ["xa2"]),
+                helper.make_node("Add", ["xa2", "x_sq"], ["d1"]),
+                helper.make_node("Add", ["d1", "anchor_sq"], ["d2"]),
+                helper.make_node("Max", ["d2", "zero"], ["dist"]),
+                helper.make_node("Mul", ["dist", "neg_gamma"], ["dg"]),
+                helper.make_node("Exp", ["dg"], ["k"]),
+            ]
         ksrc = "k"
         if mean is not None:
             inits.append(nph.from_array(np.asarray(mean, dtype=f32).reshape(1, -1), "k_mean"))
@@ -200,7 +210,6 @@ class KernelHead(Head):
                 helper.make_node("Add", ["y0", "b2"], ["y"]),
             ]
         n_conf = 0 if conf_classes is None else len(conf_classes)
-        in_dim = int(anchors.shape[1])
         out_dim = int(np.asarray(b2).reshape(-1).shape[0]) + (n_conf if activation == "rank" else 0)
         n_scores = int(np.asarray(w1).shape[1])
         nodes.append(helper.make_node("Identity", ["h"], ["p"]))

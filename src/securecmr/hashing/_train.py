@@ -12,11 +12,13 @@ __all__ = ["KernelClassifier", "fit_classifier"]
 
 
 class KernelClassifier:
-    """Plain container for a fitted RBF-anchor classifier: ``probs(x)`` in numpy (training only)."""
+    """Plain container for a fitted classifier on RBF-anchor features (``anchors=None``: on the
+    (signed-square-rooted) inputs themselves, a linear classifier): ``probs(x)`` in numpy (training
+    only)."""
 
     def __init__(
         self,
-        anchors: np.ndarray,
+        anchors: np.ndarray | None,
         gamma: float,
         weight: np.ndarray,
         bias: np.ndarray,
@@ -31,7 +33,8 @@ class KernelClassifier:
         from ._linalg import rbf_features
 
         z = signed_sqrt(x) if self.sqrt else x
-        return np.asarray(rbf_features(z, self.anchors, self.gamma) @ self.weight + self.bias)
+        k = z if self.anchors is None else rbf_features(z, self.anchors, self.gamma)
+        return np.asarray(k @ self.weight + self.bias)
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         z = self.logits(x)

@@ -8,6 +8,7 @@ from ._base import IndexBackend, IndexBase, topk_rows
 from ._brute import BruteForceIndex
 from ._faiss import FaissBinaryIndex
 from ._milvus import INDEX_TYPES, MilvusConnection, MilvusIndex, milvus_names, row_keys
+from ._milvus_server import LocalMilvusServer
 
 __all__ = [
     "BACKENDS",
@@ -16,6 +17,7 @@ __all__ = [
     "FaissBinaryIndex",
     "IndexBackend",
     "IndexBase",
+    "LocalMilvusServer",
     "MilvusConnection",
     "MilvusIndex",
     "make_index",

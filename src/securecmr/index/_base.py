@@ -12,7 +12,7 @@ does differently. A backend that filters natively (Milvus) sets ``pushdown`` and
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,8 +64,9 @@ class IndexBackend(Protocol):
         """The engine committed generation ``gen`` (a persistent backend records it)."""
         ...
 
-    def compact(self) -> None:
-        """Drop deleted rows from the backend's own files (after ``store.compact()``)."""
+    def compact(self) -> dict[str, Any] | None:
+        """Drop deleted rows from the backend's own files (after ``store.compact()``); an external
+        index returns what the erasure receipt should say about it."""
         ...
 
 
@@ -112,7 +113,7 @@ class IndexBase:
     def commit(self, gen: int) -> None:
         return None
 
-    def compact(self) -> None:
+    def compact(self) -> dict[str, Any] | None:
         return None
 
 

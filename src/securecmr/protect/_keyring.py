@@ -36,6 +36,47 @@ __all__ = [
 
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 KEYRING_FILE = "keyring.json"
+# bounds accepted on load: below them the passphrase is cheap to guess, above them opening the store
+# would take minutes or more memory than an edge box has (scrypt needs 128 * n * r * p bytes)
+_SCRYPT_N = (2**14, 2**22)
+_SCRYPT_R = (1, 32)
+_SCRYPT_P = (1, 16)
+_SCRYPT_MAX_MEMORY = 2**31
+_SALT_BYTES = (16, 64)
+
+
+def check_kdf_params(params: object) -> dict[str, Any]:
+    """The keyring's KDF parameters, checked (KeyringError naming the bad field otherwise)."""
+    if not isinstance(params, dict):
+        raise KeyringError(f"{KEYRING_FILE}: the kdf entry must be an object")
+    name = params.get("name")
+    if name == "raw":
+        if set(params) != {"name"}:
+            raise KeyringError(f"{KEYRING_FILE}: a raw-key kdf entry takes no parameters")
+        return dict(params)
+    if name != "scrypt":
+        raise KeyringError(f"{KEYRING_FILE}: unknown kdf {name!r} (expected 'scrypt' or 'raw')")
+    if set(params) != {"name", "salt", "n", "r", "p"}:
+        raise KeyringError(f"{KEYRING_FILE}: the scrypt entry needs exactly salt, n, r and p")
+    for key, (lo, hi) in (("n", _SCRYPT_N), ("r", _SCRYPT_R), ("p", _SCRYPT_P)):
+        v = params[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise KeyringError(f"{KEYRING_FILE}: scrypt {key}={v!r} is outside [{lo}, {hi}]")
+    n = params["n"]
+    if n & (n - 1):
+        raise KeyringError(f"{KEYRING_FILE}: scrypt n={n} is not a power of two")
+    if 128 * n * params["r"] * params["p"] > _SCRYPT_MAX_MEMORY:
+        raise KeyringError(f"{KEYRING_FILE}: scrypt n*r*p needs more than 2 GiB of memory")
+    salt = params["salt"]
+    try:
+        raw = base64.b64decode(salt, validate=True) if isinstance(salt, str) else b""
+    except ValueError:
+        raw = b""
+    if not _SALT_BYTES[0] <= len(raw) <= _SALT_BYTES[1]:
+        raise KeyringError(
+            f"{KEYRING_FILE}: the scrypt salt must be base64 of {_SALT_BYTES[0]}-{_SALT_BYTES[1]} bytes"
+        )
+    return dict(params)
 
 
 @runtime_checkable
@@ -70,6 +111,7 @@ class PassphraseProvider:
 
         if params.get("name") != "scrypt":
             raise KeyringError("this store is not protected by a passphrase; open it with its key provider")
+        params = check_kdf_params(params)
         kdf = Scrypt(
             salt=base64.b64decode(params["salt"]),
             length=32,
@@ -151,13 +193,14 @@ class Keyring:
     secret: bytes
     collections: dict[str, CollectionKeys] = field(default_factory=dict)
     kdf: dict[str, Any] = field(default_factory=dict)
+    state: int = 0  # 1: the store keeps sealed state (roots, registry version, audit anchor)
 
     def __repr__(self) -> str:
         return f"Keyring(store_id={self.store_id!r}, collections={len(self.collections)})"
 
     @classmethod
     def new(cls, store_id: str) -> Keyring:
-        return cls(store_id=store_id, master=os.urandom(32), secret=os.urandom(32))
+        return cls(store_id=store_id, master=os.urandom(32), secret=os.urandom(32), state=1)
 
     def add_collection(self, cid: str) -> CollectionKeys:
         keys = CollectionKeys(salt=os.urandom(32), data={1: os.urandom(32)}, current=1)
@@ -179,7 +222,7 @@ class Keyring:
             ).encode()
             cols[cid] = b64(master.seal(inner, f"{self.store_id}/collection/{cid}".encode()))
         return json.dumps(
-            {"master": b64(self.master), "secret": b64(self.secret), "collections": cols}
+            {"master": b64(self.master), "secret": b64(self.secret), "collections": cols, "state": self.state}
         ).encode()
 
     def save(self, directory: Path, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
@@ -202,19 +245,26 @@ class Keyring:
             raise KeyringError(f"{KEYRING_FILE} is missing; restore it from a snapshot")
         try:
             doc = json.loads(read_checked(path))
-            store_id, params = str(doc["store_id"]), dict(doc["kdf"])
+            store_id, params = str(doc["store_id"]), doc["kdf"]
             sealed = base64.b64decode(doc["sealed"])
         except IntegrityError:
             raise
         except (ValueError, KeyError, TypeError):
             raise IntegrityError(f"{KEYRING_FILE}: unreadable keyring") from None
+        params = check_kdf_params(params)
         kek = provider.derive(params)
         try:
             body = json.loads(Sealer(kek).open(sealed, f"securecmr-keyring/{store_id}".encode()))
         except DecryptionError:
             raise DecryptionError("wrong passphrase or key for this store (nothing was changed)") from None
         b = base64.b64decode
-        ring = cls(store_id=store_id, master=b(body["master"]), secret=b(body["secret"]), kdf=params)
+        ring = cls(
+            store_id=store_id,
+            master=b(body["master"]),
+            secret=b(body["secret"]),
+            kdf=params,
+            state=int(body.get("state", 0)),
+        )
         master = Sealer(ring.master)
         for cid, blob in body["collections"].items():
             inner = json.loads(master.open(b(blob), f"{store_id}/collection/{cid}".encode()))

@@ -40,6 +40,9 @@ def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:
             if row is None or row[0] != "ok":
                 raise IntegrityError(f"{DB_FILE}: the database fails its integrity check; restore a snapshot")
         ensure_schema(conn)
+        from ._features import ensure_feature_schema  # (imports DB_FILE from here)
+
+        ensure_feature_schema(conn)
     except sqlite3.DatabaseError:
         raise IntegrityError(f"{DB_FILE}: the database file is corrupted; restore a snapshot") from None
     return conn

@@ -85,20 +85,46 @@ class Encoders:
             return np.asarray(fn(v), dtype=np.uint8).reshape(-1)
         return self.codes_for(modality, [raw])[0]
 
-    def codes_for(self, modality: str, raws: list[Any]) -> np.ndarray:
+    def codes_for(
+        self, modality: str, raws: list[Any], kept: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Packed codes of raw inputs; with ``kept`` (a dict), also the encoder features a hasher
+        family needs, by kind ``"<modality>:<dim>"`` (text: the embedding; image: the zero-shot
+        vector and the penultimate features, from one pass). Video keeps none."""
         from ..encoders import load_image_encoder, load_text_encoder, load_video_encoder
 
         if modality == "text":
             if self._text is None:
                 self._text = load_text_encoder()
-            return np.asarray(self.hasher.encode_text(self._text.encode(raws)), dtype=np.uint8)
+            emb = self._text.encode(raws)
+            if kept is not None:
+                kept[f"text:{emb.shape[1]}"] = emb
+            return np.asarray(self.hasher.encode_text(emb), dtype=np.uint8)
         if modality == "image":
             if self._image is None:
                 self._image = load_image_encoder()
             out = self._image_output(self._image)
             imgs = list(raws)
-            return np.asarray(self.hasher.encode_image(self._image.encode(imgs, output=out)), dtype=np.uint8)
+            if kept is not None and getattr(self._image, "feature_dim", None) is not None:
+                both = self._image.encode_outputs(imgs, ("zeroshot", "features"))
+                for arr in both.values():
+                    kept[f"image:{arr.shape[1]}"] = arr
+                return np.asarray(self.hasher.encode_image(both[out]), dtype=np.uint8)
+            vecs = self._image.encode(imgs, output=out)
+            if kept is not None:
+                kept[f"image:{vecs.shape[1]}"] = vecs
+            return np.asarray(self.hasher.encode_image(vecs), dtype=np.uint8)
         if self._video is None:
             self._video = load_video_encoder()
         out = self._image_output(self._video)
         return np.asarray(self.hasher.encode_image(self._video.encode(raws, output=out)), dtype=np.uint8)
+
+    def encode_kept(self, modality: str, rows: np.ndarray) -> np.ndarray:
+        """Packed codes from kept features of ``modality`` (what re-coding runs)."""
+        fn = self.hasher.encode_text if modality == "text" else self.hasher.encode_image
+        return np.asarray(fn(rows), dtype=np.uint8)
+
+    def feature_kind(self, modality: str) -> str:
+        """The kept kind the current hasher codes ``modality`` from."""
+        dim = self.hasher.text_dim_ if modality == "text" else self.hasher.image_dim_
+        return f"{modality}:{int(dim)}"

@@ -45,6 +45,8 @@ from ._blocks import (
     unpack_core,
 )
 from ._db import DB_FILE
+from ._features import FeatureVault, Kept
+from ._roots import MOD, RootKeeper, compare
 
 __all__ = ["CollectionEngine"]
 
@@ -106,8 +108,18 @@ class CollectionEngine:
         directory: Path | None = None,
         index_options: dict[str, Any] | None = None,
         attributes: Callable[[], AttributeIndex] | None = None,
+        keys_source: Callable[[], CollectionKeys] | None = None,
+        roots: RootKeeper | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.directory = directory
+        self._backend, self._index_options = backend, index_options
+        self._keys_source = keys_source
+        self._reload_needed = False
+        self._roots = roots
+        self._exclusive = exclusive  # the caller holds the store exclusively while we load
+        self._root: dict[str, Any] | None = None  # the sealed root this process last verified
+        self._next_roots: dict[str, dict[str, Any]] | None = None
         self.conn, self.store_id, self.cid, self.name, self.config = conn, store_id, cid, name, config
         self.bits = int(config["bits"])
         self.protection = str(config["protection"])
@@ -139,12 +151,78 @@ class CollectionEngine:
         self._cache_lock = threading.Lock()  # readers share the caches below
         self._subsets: OrderedDict[Hashable, Subset] = OrderedDict()
         self._row_item: tuple[int, np.ndarray] | None = None  # (version, live position per index row)
+        self.vault = FeatureVault(conn, store_id, cid, name, keys)  # kept encoder features
         self._load()
+        self._exclusive = False
         if not len(self) and attributes is not None:
             self._attrs = attributes()
 
     def __repr__(self) -> str:
         return f"CollectionEngine({self.name!r}, bits={self.bits}, protection={self.protection!r})"
+
+    # ------------------------------------------------------------------ other processes
+    def sync(self) -> bool:
+        """Reload if another process changed this collection since we loaded it (the store calls
+        this under its write lock when ``PRAGMA data_version`` moved); False when its row is gone
+        (the collection was dropped)."""
+        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        if row is None:
+            return False
+        if int(row[0]) != self.gen or self._reload_needed:
+            self._reload()
+        return True
+
+    def force_reload(self) -> None:
+        """Reload at the next sync (the keyring changed)."""
+        self._reload_needed = True
+
+    def stale(self) -> bool:
+        """Whether another process changed this collection since we loaded it."""
+        row = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        return row is None or int(row[0]) != self.gen
+
+    def _fresh_keys(self) -> bool:
+        """Take the keyring's current keys for this collection; whether they changed."""
+        if self._keys_source is None:
+            return False
+        keys = self._keys_source()
+        if keys.data == self.keys.data and keys.salt == self.keys.salt:
+            return False
+        self.keys = keys
+        self._sealers, self._tags = {}, {}
+        self.vault = FeatureVault(self.conn, self.store_id, self.cid, self.name, keys)
+        return True
+
+    def _reload(self) -> None:
+        """Load the collection again from the durable record (and the keyring's current keys)."""
+        if self._keys_source is not None:
+            self.keys = self._keys_source()
+            self._hmac = HmacSha256(hkdf(self.keys.salt, "securecmr/id-hmac"))
+            self.salt = Salt(self.keys.salt, self.bits) if "salted" in self.protection else None
+            self.vault = FeatureVault(self.conn, self.store_id, self.cid, self.name, self.keys)
+        self._clear_memory()
+        self._exclusive = True  # sync runs under the store's write lock
+        try:
+            self._load()
+        finally:
+            self._exclusive = False
+        self.version += 1
+        if not len(self) and self._attr_factory is not None:
+            self._attrs = self._attr_factory()
+
+    def _clear_memory(self) -> None:
+        self._sealers, self._tags = {}, {}
+        self.index = make_index(self._backend, self.bits, **(self._index_options or {}))
+        self.code_seq = np.zeros(0, dtype=np.int64)
+        self.code_mod = np.zeros(0, dtype=np.int8)
+        self._ids, self._seq_of, self._hm_chunks = [], {}, []
+        self._meta_cache, self._hit_parts = {}, {}
+        self.max_codes = 1
+        self._reload_needed = False
+        self._attrs, self._attr_pending = None, []
+        with self._cache_lock:
+            self._subsets.clear()
+        self._row_item = None
 
     def __len__(self) -> int:
         return int(self._live.size)
@@ -372,6 +450,124 @@ class CollectionEngine:
         self._bids, self._spans = arr[:, 0].copy(), arr[:, 1].copy()
 
     def _load(self) -> None:
+        """Load the collection and check it against its sealed state root (retried when another
+        process committed in the middle, so what is checked is what was loaded)."""
+        if self._exclusive:  # nobody else uses the connection now: one read transaction
+            self.conn.execute("BEGIN")
+            try:
+                self._load_rows()
+                if self._check_root(self.conn):
+                    return
+            finally:
+                self.conn.execute("COMMIT")
+        for _ in range(20):
+            self._load_rows()
+            if self._check_root():
+                return
+            self._clear_memory()  # another process wrote between our reads: load again
+        raise StoreError(f"collection {self.name!r} kept changing while it was loaded; retry")
+
+    def _check_root(self, conn: sqlite3.Connection | None = None) -> bool:
+        """Compare the rows (in one snapshot) with the sealed root: IntegrityError naming what
+        differs; False when that snapshot is newer than what was loaded."""
+        roots = self._roots
+        if roots is None:
+            return True
+        sealed, now = roots.snapshot(self.cid, conn)
+        if now is None:
+            raise IntegrityError(
+                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
+            )
+        if now["gen"] != self.gen:
+            return False
+        compare(self.name, sealed, now)
+        self._root = sealed
+        return True
+
+    def _root_begin(self) -> None:
+        """First step of a write's transaction: the counters and the stored root must be the ones
+        this process verified (else the rows were edited while the store was open)."""
+        if self._roots is None:
+            return
+        exp = self._root
+        row = self.conn.execute("SELECT gen, next_seq FROM collections WHERE cid=?", (self.cid,)).fetchone()
+        if exp is None or row is None:
+            raise IntegrityError(
+                f"{DB_FILE}: the row of collection {self.name!r} is missing; restore a snapshot"
+            )
+        if int(row[0]) != exp["gen"] or int(row[1]) != exp["next_seq"]:
+            raise IntegrityError(
+                f"{DB_FILE}: the counters of collection {self.name!r} were edited while the store was open "
+                f"(gen {row[0]}, next_seq {row[1]}; sealed {exp['gen']}, {exp['next_seq']}); "
+                "restore a snapshot"
+            )
+        roots = self._roots.load(self.conn)
+        if roots is None or roots.get(self.cid) != exp:
+            raise IntegrityError(
+                f"{DB_FILE}: the sealed state of collection {self.name!r} changed outside this store; "
+                "restore a snapshot"
+            )
+        self._next_roots = roots
+
+    def restate_root(self) -> dict[str, Any] | None:
+        """Inside a transaction that rewrote this collection's configuration or block cores (a hasher
+        switch): check that the stored root is the one verified, then seal the rows as they now are.
+        Returns the new root (the caller keeps it as ``_root`` once the transaction commits)."""
+        if self._roots is None:
+            return None
+        roots = self._roots.load(self.conn)
+        if roots is None or roots.get(self.cid) != self._root:
+            raise IntegrityError(
+                f"{DB_FILE}: the sealed state of collection {self.name!r} changed outside this store; "
+                "restore a snapshot"
+            )
+        now = self._roots.measure(self.conn, self.cid)
+        if now is None:
+            raise IntegrityError(f"{DB_FILE}: the row of collection {self.name!r} is missing")
+        roots[self.cid] = new = dict(now, name=self.name)
+        self._roots.save(self.conn, roots)
+        return new
+
+    def _root_end(
+        self,
+        *,
+        gen: int | None = None,
+        next_seq: int | None = None,
+        add_blocks: Sequence[tuple[int, int, int, int, float | None]] = (),
+        drop_blocks: Sequence[tuple[int, int, int, int, float | None]] = (),
+        add_holds: Sequence[int] = (),
+        drop_holds: Sequence[int] = (),
+        legacy: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Last step of a write's transaction: store the new root (returned; kept after COMMIT)."""
+        if self._roots is None or self._root is None or self._next_roots is None:
+            return None
+        r, cid, keeper = dict(self._root), self.cid, self._roots
+        if gen is not None:
+            r["gen"] = gen
+        if next_seq is not None:
+            r["next_seq"] = next_seq
+        blocks = r["blocks"]
+        for b in add_blocks:
+            blocks += keeper.block_term(cid, *b)
+        for b in drop_blocks:
+            blocks -= keeper.block_term(cid, *b)
+        r["blocks"], r["nblocks"] = blocks % MOD, r["nblocks"] + len(add_blocks) - len(drop_blocks)
+        holds = r["holds"]
+        for q in add_holds:
+            holds += keeper.hold_term(cid, q)
+        for q in drop_holds:
+            holds -= keeper.hold_term(cid, q)
+        r["holds"], r["nholds"] = holds % MOD, r["nholds"] + len(add_holds) - len(drop_holds)
+        if legacy is not None:
+            r["legacy"] = legacy
+        roots = self._next_roots
+        roots[cid] = r
+        keeper.save(self.conn, roots)
+        self._next_roots = None
+        return r
+
+    def _load_rows(self) -> None:
         try:
             (self.gen,) = self.conn.execute("SELECT gen FROM collections WHERE cid=?", (self.cid,)).fetchone()
             self.segment_gen = -1
@@ -433,6 +629,11 @@ class CollectionEngine:
     def _index_add(self, codes: np.ndarray, seqs: np.ndarray, mods: np.ndarray) -> None:
         self.index.add(codes, row_keys(seqs, mods) if self.index.persistent else None)
 
+    def _index_check(self) -> None:
+        check = getattr(self.index, "check_writable", None)  # an external index that is behind
+        if check is not None:
+            check()
+
     def _changed(self) -> None:
         """A write committed: a new version (subsets of the old one are dropped)."""
         self.version += 1
@@ -491,12 +692,20 @@ class CollectionEngine:
             inserts.append((self.cid, bid, span, n, kv, expires, sc, sb))
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
+            held = {int(r[0]) for r in self.conn.execute("SELECT seq FROM holds WHERE cid=?", (self.cid,))}
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
             self.conn.executemany(
                 "INSERT OR IGNORE INTO holds VALUES (?,?)", [(self.cid, r[0]) for r in rows if r[7]]
             )
             self.conn.execute("DELETE FROM items WHERE cid=?", (self.cid,))
+            root = self._root_end(
+                add_blocks=[r[1:6] for r in inserts],
+                add_holds=sorted({int(r[0]) for r in rows if r[7]} - held),
+                legacy=0,
+            )
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -515,6 +724,7 @@ class CollectionEngine:
         before_commit: Callable[[], None] | None = None,
         replace: Iterable[int] = (),
         by: str | None = None,
+        kept: Kept | None = None,
     ) -> int:
         """Insert items in one transaction (all or nothing). ``codes`` maps a modality to (item
         positions, raw packed codes (len, bits // 8)); ``metas`` are the items' sealed payloads
@@ -575,8 +785,10 @@ class CollectionEngine:
             raise ConfigurationError(f"labels, attrs and ref must be JSON-serialisable ({exc})") from None
         kv = self.keys.current
         expires = None if ttl_hours is None else now + float(ttl_hours) * 3600.0
+        self._index_check()  # an external index that cannot take the items refuses them here
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             if plan is not None:
                 self._delete_rows(plan, now=now, by=by)
             (start,) = self.conn.execute(
@@ -593,12 +805,24 @@ class CollectionEngine:
                 sc, sb = self._seal_block(bid, e - a, e - a, kv, expires, core, body)
                 inserts.append((self.cid, bid, e - a, e - a, kv, expires, sc, sb))
             self.conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", inserts)
+            if kept:  # the encoder features to keep, sealed in the same transaction (see _features)
+                self.conn.executemany(
+                    "INSERT INTO features VALUES (?,?,?,?)", self.vault.rows_for_add(start, seqs, kept, kv)
+                )
             self.conn.execute(
                 "UPDATE collections SET next_seq=?, gen=gen+1 WHERE cid=?", (start + n, self.cid)
+            )
+            root = self._root_end(
+                gen=self.gen + (2 if plan is not None else 1),
+                next_seq=start + n,
+                add_blocks=[*(plan.added if plan is not None else ()), *(r[1:6] for r in inserts)],
+                drop_blocks=plan.dropped if plan is not None else (),
+                drop_holds=plan.holds if plan is not None else (),
             )
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -664,10 +888,15 @@ class CollectionEngine:
         plan = self._plan_delete(seqs, force=force)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             self._delete_rows(plan, now=now, by=by)
+            root = self._root_end(
+                gen=self.gen + 1, add_blocks=plan.added, drop_blocks=plan.dropped, drop_holds=plan.holds
+            )
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -691,6 +920,8 @@ class CollectionEngine:
             )
         kv_new = self.keys.current
         updates, removals, erased = [], [], []
+        dropped: list[tuple[int, int, int, int, float | None]] = []
+        added: list[tuple[int, int, int, int, float | None]] = []
         for bid, span, n, kv, expires, core, body in self._fetch_blocks(bids.tolist(), "core, body"):
             bseqs, masks, codes = self._open_block_core(bid, span, n, kv, expires, core)
             bseqs2, hm, ids_json, metas_json = self._open_block_body(bid, span, n, kv, expires, body)
@@ -701,6 +932,7 @@ class CollectionEngine:
             keep = ~gone
             if not keep.any():
                 removals.append((self.cid, bid))
+                dropped.append((bid, span, n, kv, expires))
                 continue
             keep_codes = np.repeat(keep, popcount(masks))
             kept = np.flatnonzero(keep).tolist()
@@ -716,9 +948,14 @@ class CollectionEngine:
             )
             sc, sb = self._seal_block(bid, span, nn, kv_new, expires, new_core, new_body)
             updates.append((nn, kv_new, sc, sb, self.cid, bid))
+            dropped.append((bid, span, n, kv, expires))
+            added.append((bid, span, nn, kv_new, expires))
         if len(erased) != len(seqs):
             raise IntegrityError(f"{DB_FILE}: an item of collection {self.name!r} is missing from its block")
-        return _DeletePlan(seqs, gone_seqs, holds, updates, removals, erased)
+        f_updates, f_removals = self.vault.erase(gone_seqs, bids, kv_new)  # kept features go with them
+        return _DeletePlan(
+            seqs, gone_seqs, holds, updates, removals, erased, f_updates, f_removals, dropped, added
+        )
 
     def _delete_rows(self, plan: _DeletePlan, *, now: float, by: str | None) -> None:
         """The SQL of a planned delete (the caller holds the transaction)."""
@@ -726,6 +963,8 @@ class CollectionEngine:
             "UPDATE blocks SET n=?, kv=?, core=?, body=? WHERE cid=? AND bid=?", plan.updates
         )
         self.conn.executemany("DELETE FROM blocks WHERE cid=? AND bid=?", plan.removals)
+        self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", plan.feature_updates)
+        self.conn.executemany("DELETE FROM features WHERE cid=? AND bid=?", plan.feature_removals)
         if plan.holds:
             self.conn.executemany(
                 "DELETE FROM holds WHERE cid=? AND seq=?", [(self.cid, s) for s in plan.holds]
@@ -783,15 +1022,20 @@ class CollectionEngine:
         self._to_blocks()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
+            held = set(self._held(seqs))
             self.conn.executemany(
                 "INSERT OR IGNORE INTO holds VALUES (?,?)"
                 if hold
                 else "DELETE FROM holds WHERE cid=? AND seq=?",
                 [(self.cid, s) for s in seqs],
             )
+            changed = sorted({s for s in seqs if (s in held) != hold})
+            root = self._root_end(add_holds=changed if hold else (), drop_holds=() if hold else changed)
             if before_commit is not None:
                 before_commit()
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -817,7 +1061,12 @@ class CollectionEngine:
         cache = self._meta_cache
         want = [s for s in seqs if s not in cache]
         if want:
-            self._fetch_metas(want)
+            try:
+                self._fetch_metas(want)
+            except IntegrityError:
+                if not self._fresh_keys():
+                    raise
+                self._fetch_metas(want)  # another process re-sealed the rows since our last look
             if self._legacy and any(s not in cache for s in want):
                 self._fetch_legacy_metas([s for s in want if s not in cache])
             if any(s not in cache for s in want):  # a writer converted or rewrote blocks since we loaded
@@ -1024,6 +1273,8 @@ class CollectionEngine:
         self.segment_gen = -1
         self._to_blocks()
         updates = []
+        dropped: list[tuple[int, int, int, int, float | None]] = []
+        added: list[tuple[int, int, int, int, float | None]] = []
         for bid, span, n, kv, expires, core, body in self.conn.execute(
             "SELECT bid, span, n, kv, expires, core, body FROM blocks WHERE cid=?", (self.cid,)
         ).fetchall():
@@ -1039,13 +1290,23 @@ class CollectionEngine:
                 pack_body(bseqs, hm, ids_json, metas_json),
             )
             updates.append((new_kv, sc, sb, self.cid, bid))
+            dropped.append((bid, span, n, kv, expires))
+            added.append((bid, span, n, new_kv, expires))
+        f_updates = self.vault.reseal_rows(new_kv)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._root_begin()
             self.conn.executemany("UPDATE blocks SET kv=?, core=?, body=? WHERE cid=? AND bid=?", updates)
+            self.conn.execute("UPDATE collections SET gen=gen+1 WHERE cid=?", (self.cid,))
+            root = self._root_end(gen=self.gen + 1, add_blocks=added, drop_blocks=dropped)
+            self.conn.executemany("UPDATE features SET kv=?, blob=? WHERE cid=? AND bid=?", f_updates)
             self.conn.execute("COMMIT")
+            self._root = root
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        self._meta_cache, self._hit_parts = {}, {}
+        self._changed()
 
 
 @dataclass
@@ -1058,6 +1319,10 @@ class _DeletePlan:
     updates: list[tuple[Any, ...]]
     removals: list[tuple[str, int]]
     erased: list[bytes]
+    feature_updates: list[tuple[Any, ...]]
+    feature_removals: list[tuple[Any, ...]]
+    dropped: list[tuple[int, int, int, int, float | None]]  # (bid, span, n, kv, expires) before
+    added: list[tuple[int, int, int, int, float | None]]  # ... and after (state-root terms)
 
 
 def _int_ids(ids: list[Any]) -> np.ndarray | None:

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ._encode import Encoders
 from ._engine import CollectionEngine
-from ._rwlock import RWLock
+from ._lock import StoreLock
 
 __all__ = ["CollectionOps"]
 
@@ -42,7 +42,7 @@ class CollectionOps:
         self,
         engine: CollectionEngine,
         encoders: Encoders,
-        lock: RWLock,
+        lock: StoreLock,
         *,
         now: Callable[[], float],
         check_writable: Callable[[], None],
@@ -194,7 +194,7 @@ class CollectionOps:
                         f"item {i}: its attrs are outside your policy; nothing was added"
                     )
         with _gc_paused(len(items) >= _GC_PAUSE_ITEMS):
-            ids, columns, metas = self._prepare(list(items), store_content=store_content)
+            ids, columns, metas, kept = self._prepare(list(items), store_content=store_content)
             with self.lock.write():
                 now = self._now()
                 self._purge(self.engine, now)
@@ -206,6 +206,7 @@ class CollectionOps:
                         now=now,
                         ttl_hours=self.ttl_hours,
                         before_commit=lambda: audit(len(ids)),
+                        kept=kept or None,
                     )
                 except DuplicateItemError:
                     raise DuplicateItemError(
@@ -229,7 +230,7 @@ class CollectionOps:
                         f"item {i}: its attrs are outside your policy; nothing was changed"
                     )
         with _gc_paused(len(items) >= _GC_PAUSE_ITEMS):
-            ids, columns, metas = self._prepare(list(items), store_content=store_content)
+            ids, columns, metas, kept = self._prepare(list(items), store_content=store_content)
             engine = self.engine
             with self.lock.write():
                 now = self._now()
@@ -251,6 +252,7 @@ class CollectionOps:
                     before_commit=lambda: audit(len(ids)),
                     replace=old,
                     by="upsert",
+                    kept=kept or None,
                 )
 
     def delete(
@@ -290,10 +292,14 @@ class CollectionOps:
             return len(seqs)
 
     # ------------------------------------------------------------------ encoding a batch
-    def _prepare(
-        self, items: list[Item], *, store_content: bool
-    ) -> tuple[list[Any], dict[str, tuple[np.ndarray, np.ndarray]], list[dict[str, Any] | None]]:
-        """(ids, {modality: (item positions, packed codes)}, sealed payloads) of canonical items."""
+    def _prepare(self, items: list[Item], *, store_content: bool) -> tuple[
+        list[Any],
+        dict[str, tuple[np.ndarray, np.ndarray]],
+        list[dict[str, Any] | None],
+        dict[str, tuple[np.ndarray, np.ndarray]] | None,
+    ]:
+        """(ids, {modality: (item positions, packed codes)}, sealed payloads, features to keep or
+        None) of canonical items."""
         ids: list[Any] = []
         metas: list[dict[str, Any] | None] = []
         given: dict[str, tuple[list[int], list[Any]]] = {}  # modality -> (item positions, codes)
@@ -320,9 +326,11 @@ class CollectionOps:
             else:
                 add_meta(None)  # no payload
         columns = {m: self._code_column(check_modality(m, MODALITIES), *col) for m, col in given.items()}
+        keep = bool(self.engine.config.get("keep_features", False))
+        kept: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if keep else None
         if slow:
-            self._encode_slow(items, slow, columns)
-        return ids, columns, metas
+            self._encode_slow(items, slow, columns, kept)
+        return ids, columns, metas, kept
 
     def _code_column(self, modality: str, pos: list[int], codes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         """(positions, packed codes (n, bits // 8)) of precomputed codes, checked in one go."""
@@ -336,13 +344,19 @@ class CollectionOps:
         return np.asarray(pos, dtype=np.int64), arr.reshape(len(codes), nb)
 
     def _encode_slow(
-        self, items: list[Item], slow: list[int], columns: dict[str, tuple[np.ndarray, np.ndarray]]
+        self,
+        items: list[Item],
+        slow: list[int],
+        columns: dict[str, tuple[np.ndarray, np.ndarray]],
+        kept: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """Codes from vectors (per item) and from raw text/image/video (batched per modality), for
-        the modalities an item does not already have a code for."""
+        the modalities an item does not already have a code for; with ``kept``, also the features
+        to keep (kind ``"<modality>:<dim>"`` -> (item positions, rows))."""
         have = {m: set(col[0].tolist()) for m, col in columns.items()}
         extra: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         raw_batches: dict[str, list[int]] = {m: [] for m in MODALITIES}
+        keep_parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for i in slow:
             it = items[i]
             for m, v in (it.vectors or {}).items():
@@ -352,12 +366,22 @@ class CollectionOps:
                     col[0].append(i)
                     col[1].append(self.encoders.code(m, vector=v))
                     have.setdefault(m, set()).add(i)
+                    if kept is not None:
+                        row = np.asarray(v, dtype=np.float32).reshape(1, -1)
+                        part = keep_parts.setdefault(f"{m}:{row.shape[1]}", ([], []))
+                        part[0].append(np.asarray([i], dtype=np.int64))
+                        part[1].append(row)
             for m in MODALITIES:
                 if getattr(it, m) is not None and i not in have.get(m, ()):
                     raw_batches[m].append(i)
         for m, idx in raw_batches.items():
             if idx:
-                enc = self.encoders.codes_for(m, [getattr(items[i], m) for i in idx])
+                got: dict[str, np.ndarray] | None = {} if kept is not None else None
+                enc = self.encoders.codes_for(m, [getattr(items[i], m) for i in idx], got)
+                for kind, rows in (got or {}).items():
+                    part = keep_parts.setdefault(kind, ([], []))
+                    part[0].append(np.asarray(idx, dtype=np.int64))
+                    part[1].append(np.asarray(rows, dtype=np.float32))
                 col = extra.setdefault(m, ([], []))
                 col[0].extend(idx)
                 col[1].extend(np.asarray(enc, dtype=np.uint8).reshape(len(idx), -1))
@@ -372,6 +396,9 @@ class CollectionOps:
                 )
             else:
                 columns[m] = (np.asarray(pos, dtype=np.int64), mat)
+        if kept is not None:
+            for kind, (pos_parts, row_parts) in keep_parts.items():
+                kept[kind] = (np.concatenate(pos_parts), np.concatenate(row_parts))
 
 
 @contextlib.contextmanager

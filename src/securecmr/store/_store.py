@@ -20,11 +20,15 @@ import numpy as np
 
 from .._validate import check_policy_source, check_ttl_hours
 from ..access import OPERATOR, AccessControl, AccessMixin, AttributeTable, Gate, Principal, compile_policy
+from ..access._session import split_qualified
 from ..errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     ConfigurationError,
+    DecryptionError,
+    IndexUnavailableError,
     IntegrityError,
+    KeyringError,
     StoreClosedError,
     StoreError,
     StoreExistsError,
@@ -34,16 +38,17 @@ from ..index import BACKENDS, INDEX_TYPES, MilvusConnection, milvus_names
 from ..monitor import MonitorMixin, open_store_monitor
 from ..protect._atomic import atomic_write
 from ..protect._crypto import Sealer, hkdf
-from ..protect._keyring import KEYRING_FILE, KeyProvider, Keyring, provider_for
+from ..protect._keyring import KEYRING_FILE, CollectionKeys, KeyProvider, Keyring, provider_for
 from ._blocks import has_expired
 from ._collection import Collection
 from ._db import DB_FILE, connect
 from ._encode import Encoders, default_hasher, hasher_from_bytes, hasher_to_bytes
 from ._engine import CollectionEngine
-from ._lock import WriterLock
+from ._lock import StoreLock, WriterLock
 from ._ops import CollectionOps
-from ._rwlock import RWLock
+from ._roots import RootKeeper
 from ._snapshot import pack, store_files, unpack
+from ._state import AuditAnchorRow, StoreState
 
 __all__ = ["PROTECTION_MODES", "Store"]
 
@@ -52,7 +57,13 @@ _MARKER = "SECURECMR_STORE"
 
 
 class Store(AccessMixin, MonitorMixin):
-    """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``)."""
+    """An embedded store. Use :meth:`create` / :meth:`open`; close it (or use ``with``).
+
+    Any number of processes may open one store. Write calls are serialised between them by an
+    ``flock`` on ``store.lock`` held for the length of the call (StoreLockedError when another
+    process holds it longer than ``timeout``); readers never wait for each other. Every call first
+    looks (cheaply) whether another process changed the store and loads what changed: users and
+    revocations, collections, items, keys."""
 
     def __init__(
         self,
@@ -75,10 +86,47 @@ class Store(AccessMixin, MonitorMixin):
         self._milvus = milvus
         self._collections: dict[str, Collection] = {}
         self._collections_lock = threading.Lock()
-        self._rw = RWLock()  # searches share it, writes hold it alone: one consistent version per call
+        self._ring_file = str(path / KEYRING_FILE)
+        self._ring_stat = _stat_key(self._ring_file)
+        self._data_version = self._db_version()
+        # searches share it, writes hold it alone (and the inter-process writer lock): one
+        # consistent version per call, with other processes' changes loaded first
+        self._rw = StoreLock(lock, self._stale, self._sync, after_write=self._after_write)
         self._closed = False
         self._config_sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
-        self._access = AccessControl(path / "access", hkdf(ring.secret, "securecmr/access"), clock=clock)
+        self._state = StoreState(
+            path,
+            hkdf(ring.secret, "securecmr/state"),
+            ring.store_id,
+            readonly=lock is None,
+            required=bool(ring.state),
+        )
+        self._anchor = AuditAnchorRow(self._state)
+        if ring.state:  # the sealed entries must all be there (a deleted one is named)
+            self._state.get("audit")
+            self._state.get("registry")
+        self._roots = RootKeeper(ring.secret, ring.store_id, path) if ring.state else None
+        if self._roots is not None:
+            self._roots.check_collections(full=True)
+        self._access = AccessControl(
+            path / "access",
+            hkdf(ring.secret, "securecmr/access"),
+            clock=clock,
+            readonly=lock is None,
+            guard=self._rw.write,
+            anchor=self._anchor,
+            registry_floor=self._registry_floor,
+            on_registry_save=self._registry_saved,
+            log_id=ring.store_id,
+            audit_state=None if self._roots is None else self._roots.epoch,
+        )
+        if self._roots is not None:
+            sealed = self._access.audit.checkpointed_state()
+            if sealed is not None and sealed > self._roots.epoch():
+                raise IntegrityError(
+                    f"{DB_FILE}: the database is older than the audit log (state {self._roots.epoch()}, "
+                    f"checkpointed {sealed}): store.db was rolled back; restore the newest copy"
+                )
         self._monitor = open_store_monitor(
             path / "monitor",
             hkdf(ring.secret, "securecmr/monitor"),
@@ -126,6 +174,7 @@ class Store(AccessMixin, MonitorMixin):
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
         milvus_index: str = "BIN_FLAT",
+        milvus_timeout: float = 30.0,
         backend: str | None = None,
         exist_ok: bool = False,
     ) -> Store:
@@ -135,7 +184,8 @@ class Store(AccessMixin, MonitorMixin):
         opens it unchanged (see :meth:`open_or_create`). When creation fails nothing is left on
         disk. ``index_backend="milvus"`` serves the collections' searches from Milvus at
         ``milvus_uri`` (a Milvus Lite file, by default ``<path>/milvus.db``, or a server URI;
-        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored). The choice is
+        ``milvus_token`` or ``$SECURECMR_MILVUS_TOKEN`` for a server, never stored;
+        ``milvus_timeout`` seconds per request before IndexUnavailableError). The choice is
         remembered by :meth:`open`. ``backend`` is an older name of ``index_backend``."""
         provider = provider_for(passphrase, key_provider)
         index_backend = backend or index_backend
@@ -143,7 +193,13 @@ class Store(AccessMixin, MonitorMixin):
         root = Path(path)
         if (root / _MARKER).exists() or (root / DB_FILE).exists():
             if exist_ok:
-                return cls.open(root, key_provider=provider, clock=clock, milvus_token=milvus_token)
+                return cls.open(
+                    root,
+                    key_provider=provider,
+                    clock=clock,
+                    milvus_token=milvus_token,
+                    milvus_timeout=milvus_timeout,
+                )
             raise StoreExistsError(f"a store already exists at {root}; use Store.open")
         if root.exists() and any(root.iterdir()):
             raise StoreExistsError(f"{root} is not empty; give an empty or new directory")
@@ -152,7 +208,7 @@ class Store(AccessMixin, MonitorMixin):
         lock: WriterLock | None = None
         conn: sqlite3.Connection | None = None
         try:
-            lock = WriterLock(root / "store.lock")
+            lock = WriterLock(root / "store.lock", 10.0)
             ring = Keyring.new(uuid.uuid4().hex)
             ring.save(root, provider)
             conn = connect(root, create=True)
@@ -160,7 +216,8 @@ class Store(AccessMixin, MonitorMixin):
             sealer = Sealer(hkdf(ring.secret, "securecmr/config"))
             blob = sealer.seal(json.dumps(index_cfg).encode(), f"securecmr/index|{ring.store_id}".encode())
             conn.execute("INSERT INTO meta VALUES ('index', ?)", (base64.b64encode(blob).decode(),))
-            milvus = _milvus_for(root, index_cfg, None, milvus_token)
+            _seed_state(root, conn, ring)
+            milvus = _milvus_for(root, index_cfg, None, milvus_token, milvus_timeout)
             store = cls(root, ring, provider, conn, lock, clock or time.time, index_backend, milvus)
             # the marker last: a directory without it is not a store (and is removed below)
             atomic_write(root / _MARKER, json.dumps({"format": 1, "store_id": ring.store_id}).encode())
@@ -190,14 +247,17 @@ class Store(AccessMixin, MonitorMixin):
         key_provider: KeyProvider | None = None,
         clock: Callable[[], float] | None = None,
         readonly: bool = False,
-        timeout: float = 0.0,
+        timeout: float = 10.0,
         index_backend: str | None = None,
         milvus_uri: str | None = None,
         milvus_token: str | None = None,
+        milvus_timeout: float = 30.0,
         backend: str | None = None,
     ) -> Store:
-        """Open a store. ``readonly=True`` readers run beside one writer; a second writer gets
-        StoreLockedError (or waits up to ``timeout`` seconds).
+        """Open a store. Any number of processes may open it, for reading or writing; a write call
+        waits up to ``timeout`` seconds for another process's write to finish, then raises
+        StoreLockedError. ``readonly=True`` changes no data, keyring, registry or checkpoint (its
+        calls are still audited).
 
         The index backend chosen at creation is used unless ``index_backend`` names another for
         this opening (the SQLite record is the source of truth, so any backend serves any store);
@@ -219,14 +279,21 @@ class Store(AccessMixin, MonitorMixin):
             chosen = backend or index_backend or str(cfg["backend"])
             if chosen != cfg["backend"]:
                 cfg = _index_config(chosen, None, str(cfg.get("index_type", "BIN_FLAT")))
-            milvus = _milvus_for(root, cfg, milvus_uri, milvus_token)
+            milvus = _milvus_for(root, cfg, milvus_uri, milvus_token, milvus_timeout)
             store = cls(root, ring, provider, conn, lock, clock or time.time, chosen, milvus)
-            if not readonly:
-                store._purge(on_open=True)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
+        if not readonly:
+            try:
+                if not ring.state:  # a store made before sealed state existed: adopt it as it is
+                    with store._rw.write():
+                        store._adopt_state()
+                store._purge(on_open=True)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -235,13 +302,24 @@ class Store(AccessMixin, MonitorMixin):
         self._closed = True
         try:
             if self._lock is not None:
-                self._save_segments()
-            self._access.close()
+                try:
+                    with self._rw.write():
+                        self._save_segments()
+                        self._access.close()
+                except KeyringError:  # another process rotated the keys: our segments are stale anyway
+                    self._access.close()
+            else:
+                self._access.close()
             self._monitor.close()
         finally:
             if self._milvus is not None:
                 self._milvus.close()
+            with contextlib.suppress(Exception):  # an anchor the database was too busy to take
+                self._anchor.flush()
             self._conn.close()
+            self._state.close()
+            if self._roots is not None:
+                self._roots.close()
             if self._lock is not None:
                 self._lock.release()
 
@@ -250,7 +328,8 @@ class Store(AccessMixin, MonitorMixin):
         durable record, and a missing, stale or damaged segment is rebuilt from them on open)."""
         with self._rw.write():
             for coll in list(self._collections.values()):
-                coll._ops.engine.save_segment()
+                if not coll._ops.engine.stale():  # another process's newer version writes its own
+                    coll._ops.engine.save_segment()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -263,6 +342,106 @@ class Store(AccessMixin, MonitorMixin):
 
     def _now(self) -> float:
         return float(self._clock())
+
+    # ------------------------------------------------------------------ other processes
+    def _db_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _stale(self) -> bool:
+        """Whether another process changed the store since our last look (a stat and a pragma)."""
+        return self._db_version() != self._data_version or _stat_key(self._ring_file) != self._ring_stat
+
+    def _sync(self) -> None:
+        """Load what other processes changed (under the write side of the store lock): the keyring
+        (a new collection's keys, a rotation) and every open collection whose generation moved."""
+        version = self._db_version()
+        self._refresh_ring()
+        if version != self._data_version:
+            if self._roots is not None:
+                self._roots.check_collections()
+            for name, coll in list(self._collections.items()):
+                if not coll._ops.engine.sync():
+                    self._collections.pop(name, None)  # dropped by another process
+        else:
+            for coll in self._collections.values():
+                if coll._ops.engine._reload_needed:
+                    coll._ops.engine.sync()
+        self._data_version = version
+
+    def _refresh_ring(self) -> None:
+        key = _stat_key(self.path / KEYRING_FILE)
+        if key == self._ring_stat:
+            return
+        try:
+            ring = Keyring.load(self.path, self._provider)
+        except (KeyringError, DecryptionError):
+            raise KeyringError(
+                "another process rotated this store's keys; reopen it with the new passphrase or key"
+            ) from None
+        if ring.store_id != self._ring.store_id or ring.secret != self._ring.secret:
+            raise KeyringError(
+                "another process replaced this store's keys; reopen it with the new passphrase or key"
+            )
+        self._ring = ring
+        self._ring_stat = key
+        for coll in self._collections.values():
+            coll._ops.engine.force_reload()
+
+    def _keys_for(self, cid: str) -> CollectionKeys:
+        self._refresh_ring()
+        keys = self._ring.collections.get(cid)
+        if keys is None:
+            raise IntegrityError(f"{KEYRING_FILE}: no keys for a collection of this store")
+        return keys
+
+    def _save_ring(self, provider: KeyProvider, *, fresh_kdf: bool = True) -> None:
+        self._ring.save(self.path, provider, fresh_kdf=fresh_kdf)
+        self._ring_stat = _stat_key(self.path / KEYRING_FILE)
+
+    def _adopt_state(self) -> None:
+        """Seal the state of a store made before sealed state existed, as it is now (the writer
+        that first opens it; a test also uses it to adopt rows written the old way)."""
+        roots = RootKeeper(self._ring.secret, self.store_id, self.path)
+        entries = {}
+        for cid, name in self._conn.execute("SELECT cid, name FROM collections").fetchall():
+            now = roots.measure(self._conn, cid)
+            if now is not None:
+                entries[cid] = dict(now, name=str(name))
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            roots.save(self._conn, entries)
+            if self._conn.execute("SELECT 1 FROM meta WHERE key='state/audit'").fetchone() is None:
+                anchor = self._access.registry.audit_anchor or (0, "0" * 64)
+                self._state.seed(self._conn, "audit", {"n": anchor[0], "head": anchor[1]})
+            self._state.seed(self._conn, "registry", {"version": self._access.registry.version})
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if not self._ring.state:
+            self._ring.state = 1
+            self._save_ring(self._provider, fresh_kdf=False)
+        if self._roots is not None:
+            self._roots.close()
+        self._roots = roots
+        self._state.required = True
+        for coll in self._collections.values():
+            coll._ops.engine._roots = roots
+            coll._ops.engine.force_reload()
+            coll._ops.engine.sync()
+
+    def _after_write(self) -> None:
+        """After each write call: seal the audit head (a checkpoint naming the state epoch, and the
+        anchor), so neither the log's tail nor store.db can be cut back unnoticed."""
+        self._access.audit.checkpoint()
+        self._anchor.flush()
+
+    def _registry_floor(self) -> int:
+        got = self._state.get("registry")
+        return 0 if got is None else int(got["version"])
+
+    def _registry_saved(self, version: int) -> None:
+        self._state.advance("registry", {"version": int(version)}, "version")
 
     def _audit_op(self, action: str, **kw: Any) -> None:
         """Record an action of the store operator (the passphrase holder) in the audit log, durably
@@ -292,9 +471,15 @@ class Store(AccessMixin, MonitorMixin):
         policy: str | None = None,
         *,
         exist_ok: bool = False,
+        keep_features: bool = False,
     ) -> Collection:
         """Create a collection. ``hasher`` (a fitted securecmr.hashing hasher) is saved without pickle;
         without one the data-independent zero-shot hasher is used.
+
+        ``keep_features=True`` keeps the encoder features of every item it encodes, sealed and
+        erased with the item, so that :meth:`Collection.fit` can learn a hasher from the
+        collection's own items and re-code them in place (see the threat model: embeddings can be
+        partly inverted, so keeping them is opt-in).
 
         A collection of that name that exists is never replaced: CollectionExistsError, or with
         ``exist_ok=True`` the existing collection, unchanged."""
@@ -319,10 +504,20 @@ class Store(AccessMixin, MonitorMixin):
             policy = check_policy_source(policy)
             compile_policy(policy)
         with self._rw.write():
-            return self._create_collection(name, bits, protection, hasher, ttl_hours, policy)
+            return self._create_collection(
+                name, bits, protection, hasher, ttl_hours, policy, keep_features=bool(keep_features)
+            )
 
     def _create_collection(
-        self, name: str, bits: int, protection: str, hasher: Any, ttl_hours: float | None, policy: str | None
+        self,
+        name: str,
+        bits: int,
+        protection: str,
+        hasher: Any,
+        ttl_hours: float | None,
+        policy: str | None,
+        *,
+        keep_features: bool = False,
     ) -> Collection:
         if name in self._collection_names():
             raise CollectionExistsError(
@@ -337,11 +532,23 @@ class Store(AccessMixin, MonitorMixin):
             "policy": None if policy is None else str(policy),
             "created": self._now(),
             "hasher": None if hasher is None else base64.b64encode(hasher_to_bytes(hasher)).decode(),
+            "keep_features": keep_features,
+            "hasher_version": 1,
         }
         self._ring.add_collection(cid)
-        self._ring.save(self.path, self._provider, fresh_kdf=False)
+        self._save_ring(self._provider, fresh_kdf=False)
         blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
-        self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("INSERT INTO collections VALUES (?,?,?,1,0)", (cid, name, blob))
+            if self._roots is not None:
+                roots = self._roots.load(self._conn) or {}
+                roots[cid] = _empty_root(name, blob)
+                self._roots.save(self._conn, roots)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         return self.collection(name)
 
     def drop_collection(self, name: str, *, by: str | None = None) -> dict[str, Any]:
@@ -365,8 +572,12 @@ class Store(AccessMixin, MonitorMixin):
         erased += sorted(bytes(r[0]).hex() for r in pending)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("items", "blocks", "holds", "erased", "collections"):
+            for table in ("items", "blocks", "holds", "erased", "features", "recode", "collections"):
                 self._conn.execute(f"DELETE FROM {table} WHERE cid=?", (cid,))
+            if self._roots is not None:
+                roots = self._roots.load(self._conn) or {}
+                roots.pop(cid, None)
+                self._roots.save(self._conn, roots)
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -378,7 +589,7 @@ class Store(AccessMixin, MonitorMixin):
                 if len(index):
                     index.remove(np.arange(len(index), dtype=np.int64))
         self._ring.collections.pop(cid, None)  # crypto-shred: nothing can decrypt a stray copy
-        self._ring.save(self.path, self._provider, fresh_kdf=False)
+        self._save_ring(self._provider, fresh_kdf=False)
         (self.path / "index" / f"{cid}.seg").unlink(missing_ok=True)
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -395,6 +606,30 @@ class Store(AccessMixin, MonitorMixin):
         receipt["signature"] = self._sign(receipt)
         self._audit_op("collection.drop", collection=name, detail={"count": len(erased)})
         return receipt
+
+    def _write_config(self, cid: str, config: dict[str, Any]) -> None:
+        """Re-seal a collection's configuration (inside the caller's transaction, if any)."""
+        blob = self._config_sealer.seal(json.dumps(config).encode(), self._config_aad(cid))
+        if self._conn.in_transaction:  # the caller re-seals the state root in its transaction
+            self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+            return
+        engine = next((c._ops.engine for c in self._collections.values() if c._ops.engine.cid == cid), None)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("UPDATE collections SET config=? WHERE cid=?", (blob, cid))
+            root = engine.restate_root() if engine is not None else None
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if engine is not None and root is not None:
+            engine._root = root
+
+    def _reload_collection(self, coll: Collection) -> None:
+        """Rebuild a collection's engine and hasher from the durable record after a hasher switch
+        (call with the write lock held): the collection's ops get the new engine and encoders."""
+        fresh = self._open_collection(coll.name)
+        coll._ops.engine, coll._ops.encoders = fresh._ops.engine, fresh._ops.encoders
 
     def _config_aad(self, cid: str) -> bytes:
         return f"securecmr/config|{self.store_id}|{cid}".encode()
@@ -428,18 +663,22 @@ class Store(AccessMixin, MonitorMixin):
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
-        engine = CollectionEngine(
-            self._conn,
-            self.store_id,
-            cid,
-            name,
-            config,
-            keys,
-            backend=self._backend,
-            directory=self.path,
-            index_options=self._index_options(name, int(config["bits"])),
-            attributes=AttributeTable,
-        )
+        with self._rw.local() as alone:  # loaded in one read snapshot when no search runs
+            engine = CollectionEngine(
+                self._conn,
+                self.store_id,
+                cid,
+                name,
+                config,
+                keys,
+                backend=self._backend,
+                directory=self.path,
+                index_options=self._index_options(name, int(config["bits"])),
+                attributes=AttributeTable,
+                keys_source=lambda: self._keys_for(cid),
+                roots=self._roots,
+                exclusive=alone,
+            )
         hz = config.get("hasher")
         bits = int(config["bits"])
         loader = (lambda: hasher_from_bytes(base64.b64decode(hz))) if hz else (lambda: default_hasher(bits))
@@ -457,7 +696,8 @@ class Store(AccessMixin, MonitorMixin):
     def _index_options(self, name: str, bits: int) -> dict[str, Any] | None:
         if self._milvus is None:
             return None
-        coll, tenant, state = milvus_names(hkdf(self._ring.secret, "securecmr/milvus"), name, bits)
+        owner, visible = split_qualified(name)
+        coll, tenant, state = milvus_names(hkdf(self._ring.secret, "securecmr/milvus"), owner, visible, bits)
         return {
             "connection": self._milvus,
             "collection": coll,
@@ -518,8 +758,7 @@ class Store(AccessMixin, MonitorMixin):
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._save_segments()
-        for coll in list(self._collections.values()):  # ask Milvus to drop deleted rows from its segments
-            coll._ops.engine.index.compact()
+        index_reports = self._compact_indexes()
         receipt = {
             "format": 1,
             "store_id": self.store_id,
@@ -529,9 +768,36 @@ class Store(AccessMixin, MonitorMixin):
             "by": by,
             "files": sorted(p.name for p in self.path.iterdir() if p.is_file()),
         }
+        if index_reports:  # what an external index (Milvus) did, and where erasure is not guaranteed
+            receipt["index"] = index_reports
         receipt["signature"] = self._sign(receipt)
         self._audit_op("compact", detail={"count": receipt["count"]})
         return receipt
+
+    def _compact_indexes(self) -> list[dict[str, Any]]:
+        """Have an external index drop deleted rows from its own files (once per Milvus collection,
+        every collection of the store opened for it); its reports go into the receipt."""
+        if self._milvus is None:
+            return []
+        reports: dict[str, dict[str, Any]] = {}
+        for (name,) in self._conn.execute("SELECT name FROM collections").fetchall():
+            try:
+                self.collection(name)
+            except IndexUnavailableError:
+                reports[f"~{name}"] = {
+                    "backend": "milvus",
+                    "compacted": False,
+                    "note": "Milvus was unreachable: run compact() again when it answers",
+                }
+        for coll in list(self._collections.values()):
+            index = coll._engine.index
+            key = str(getattr(index, "_coll", id(index)))
+            if key in reports:
+                continue
+            report = index.compact()
+            if report is not None:
+                reports[key] = report
+        return [reports[k] for k in sorted(reports)]
 
     def _sign(self, doc: dict[str, Any]) -> str:
         body = json.dumps({k: v for k, v in doc.items() if k != "signature"}, sort_keys=True).encode()
@@ -554,21 +820,21 @@ class Store(AccessMixin, MonitorMixin):
         is replaced atomically and old data keys are dropped only after all rows moved."""
         self._check_writable()
         provider = provider_for(new_passphrase, new_key_provider)
-        self._ring.rotate_master()
-        if reencrypt:
-            self._ring.new_data_keys()
-        self._ring.save(self.path, provider)
-        self._provider = provider
-        if reencrypt:
-            for name in self._collection_names():
-                eng = self.collection(name)._ops.engine
-                with self._rw.write():
+        with self._rw.write():
+            self._ring.rotate_master()
+            if reencrypt:
+                self._ring.new_data_keys()
+            self._save_ring(provider)
+            self._provider = provider
+            if reencrypt:
+                for name in self._collection_names():
+                    eng = self.collection(name)._ops.engine
                     eng.reseal(eng.keys.current)
-            self._ring.drop_old_data_keys()
-            self._ring.save(self.path, provider, fresh_kdf=False)
-            self._conn.execute("VACUUM")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
+                self._ring.drop_old_data_keys()
+                self._save_ring(provider, fresh_kdf=False)
+                self._conn.execute("VACUUM")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._audit_op("keys.rotate", detail={"reencrypt": reencrypt})
 
     # ------------------------------------------------------------------ snapshots
     def export_snapshot(self, path: str | os.PathLike[str]) -> None:
@@ -591,7 +857,7 @@ class Store(AccessMixin, MonitorMixin):
             files = {"store.db": tmpdb.read_bytes()}
         finally:
             tmpdb.unlink()
-        with audit._lock:  # no record lands half-copied
+        with audit._file_lock():  # no record lands half-copied (other processes append too)
             files.update((name, p.read_bytes()) for name, p in store_files(self.path))
         ring = (self.path / KEYRING_FILE).read_bytes()
         atomic_write(dest, pack(self._ring.secret, self.store_id, self._now(), ring, files))
@@ -709,14 +975,18 @@ def _stored_index_config(conn: sqlite3.Connection, ring: Keyring) -> dict[str, A
 
 
 def _milvus_for(
-    root: Path, cfg: dict[str, Any], uri: str | None, token: str | None
+    root: Path, cfg: dict[str, Any], uri: str | None, token: str | None, timeout: float = 30.0
 ) -> MilvusConnection | None:
     if cfg.get("backend") != "milvus":
         if uri is not None:
             raise ConfigurationError('milvus_uri= needs a store whose index backend is "milvus"')
         return None
     chosen = _absolute(uri) if uri is not None else cfg.get("uri") or str(root / MILVUS_LITE_FILE)
-    return MilvusConnection(chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")))
+    if not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigurationError("milvus_timeout must be a positive number of seconds")
+    return MilvusConnection(
+        chosen, token=token, index_type=str(cfg.get("index_type", "BIN_FLAT")), timeout=float(timeout)
+    )
 
 
 def _remove_tree(root: Path, *, keep_root: bool) -> None:
@@ -731,6 +1001,41 @@ def _remove_tree(root: Path, *, keep_root: bool) -> None:
                 child.unlink(missing_ok=True)
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _empty_root(name: str, config_blob: bytes) -> dict[str, Any]:
+    return {
+        "name": name,
+        "config": RootKeeper.config_hash(config_blob),
+        "next_seq": 1,
+        "gen": 0,
+        "blocks": 0,
+        "nblocks": 0,
+        "holds": 0,
+        "nholds": 0,
+        "legacy": 0,
+    }
+
+
+def _seed_state(root: Path, conn: sqlite3.Connection, ring: Keyring) -> None:
+    """A new store's sealed state: no collections, registry version 0, an empty audit anchor."""
+    state = StoreState(root, hkdf(ring.secret, "securecmr/state"), ring.store_id)
+    roots = RootKeeper(ring.secret, ring.store_id, root)
+    try:
+        roots.save(conn, {})
+        state.seed(conn, "registry", {"version": 0})
+        state.seed(conn, "audit", {"n": 0, "head": "0" * 64})
+    finally:
+        roots.close()
+        state.close()
+
+
+def _stat_key(path: Path | str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _cleanup_tmp(root: Path) -> None:
