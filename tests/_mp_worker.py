@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import securecmr
-from securecmr.errors import AuthenticationError
+from securecmr.errors import AuthenticationError, BlockedError, ThrottledError
 
 PASS = "correct horse battery staple"
 
@@ -30,7 +30,7 @@ def main() -> None:
     idx, duration = int(index), float(seconds)
     tokens: dict[str, str] = json.loads(Path(tokens_file).read_text())
     rng = np.random.default_rng(100 + idx)
-    log: dict[str, Any] = {"adds": [], "deletes": [], "searches": [], "refused": [], "events": []}
+    log: dict[str, Any] = {k: [] for k in ("adds", "deletes", "searches", "refused", "throttled", "events")}
     start = time.time()
     end = start + duration  # writers
     if role == "writer":
@@ -77,6 +77,9 @@ def main() -> None:
                     hits = store.session(tok).collection("c").search(code=q, k=3)
                 except AuthenticationError:
                     log["refused"].append({"user": name, "t0": t0})
+                    continue
+                except (ThrottledError, BlockedError):  # the monitor's rules (a long run): refused, audited
+                    log["throttled"].append({"user": name, "t0": t0})
                     continue
                 log["searches"].append({"user": name, "t0": t0, "t1": time.time(), "n": len(hits)})
             if last_round:

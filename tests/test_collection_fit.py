@@ -53,7 +53,7 @@ def class_precision(coll: securecmr.Collection, items: list[securecmr.Item], y: 
     return hits / 400
 
 
-@pytest.mark.parametrize("mode", ["none", "salted+encrypted"])
+@pytest.mark.parametrize("mode", ["none", "salted", "encrypted", "salted+encrypted"])
 def test_fit_switches_when_better_and_switches_back(tmp_path: Path, mode: str) -> None:
     store = new_store(tmp_path)
     coll = store.create_collection("cases", bits=32, protection=mode, keep_features=True)
@@ -253,3 +253,47 @@ def test_cli_collection_fit(tmp_path: Path) -> None:
     assert out["new"]["map_t2i"] > out["current"]["map_t2i"]
     res = runner.invoke(app, ["collection", "fit", st, "cases", "--holdout", "2"], env=env)
     assert res.exit_code != 0 and "holdout" in res.output
+
+
+def test_auto_fit_refits_when_the_collection_has_grown(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    coll = store.create_collection("cases", bits=32, keep_features=True)
+    first, _ = pairs(80)
+    coll.add(first)
+    with pytest.raises(ConfigurationError, match="factor"):
+        coll.set_auto_fit("supervised", factor=1.0)
+    coll.set_auto_fit("supervised", factor=2.0, params=FAST)
+    assert coll.auto_fit is not None and coll.auto_fit["items_at_fit"] == 80
+    more, _ = pairs(40, seed=3)
+    coll.add(more)  # 120 < 2 x 80: nothing yet
+    assert coll.hasher_version == 1
+    last, _ = pairs(40, seed=4)
+    coll.add(last)  # 160: the refit runs, wins and switches
+    assert coll.hasher_version == 2 and coll.hasher.method == "supervised"
+    assert coll.auto_fit["items_at_fit"] == 160
+    actions = [r["action"] for r in store.audit.records()]
+    assert "collection.auto_fit" in actions and actions.count("collection.fit") == 1
+    coll.set_auto_fit(None)
+    assert coll.auto_fit is None
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["brute", "milvus"])
+def test_fit_and_switch_back_on_other_index_backends(tmp_path: Path, backend: str) -> None:
+    if backend == "milvus":
+        pytest.importorskip("pymilvus", reason="the Milvus backend needs the 'milvus' extra")
+    store = new_store(tmp_path, index_backend=backend)
+    coll = store.create_collection("cases", bits=32, protection="salted", keep_features=True)
+    items, y = pairs(160)
+    coll.add(items)
+    before = [h.id for h in coll.search(vector=items[0].vectors["text"], k=20)]
+    p_before = class_precision(coll, items, y)
+    assert coll.fit(method="supervised", params=FAST).switched
+    assert class_precision(coll, items, y) > p_before + 0.3
+    store.close()
+    store = securecmr.Store.open(tmp_path / "store", passphrase=PASS)  # index rebuilt / synced
+    coll = store.collection("cases")
+    assert class_precision(coll, items, y) > p_before + 0.3
+    coll.switch_back()
+    assert [h.id for h in coll.search(vector=items[0].vectors["text"], k=20)] == before
+    store.close()

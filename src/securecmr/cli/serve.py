@@ -42,6 +42,9 @@ def serve_cmd(
     search_threads: Annotated[
         int, typer.Option("--search-threads", help="OpenMP threads per faiss search (1 suits small boxes).")
     ] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes sharing the port and the store.")
+    ] = 1,
     drain_seconds: Annotated[int, typer.Option("--drain-seconds", help="Grace period on SIGTERM.")] = 30,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     no_console: Annotated[bool, typer.Option("--no-console", help="Do not serve the web console.")] = False,
@@ -72,6 +75,7 @@ def serve_cmd(
         log_level=log_level,
         console=not no_console,
         search_threads=search_threads,
+        workers=workers,
     )
 
 

@@ -54,7 +54,7 @@ def load_text_encoder(
 def load_image_encoder(
     model_dir: str | Path | None = None, *, int8: bool = False, num_threads: int | None = None
 ) -> ImageEncoder:
-    """The built-in image encoder (EfficientNet-Lite0 + ConSE zero-shot head).
+    """The built-in image encoder (EfficientNet-Lite0, or Lite2 if exported so, + ConSE zero-shot head).
 
     ``encode(images)`` returns 384-d vectors in the text encoder's space; ``encode(images,
     output="features")`` the 1280-d penultimate features. Integrity checks as for the text encoder.
@@ -63,7 +63,8 @@ def load_image_encoder(
     manifest, raw = _builtin_config(directory, "image", int8)
     config = ImageEncoderConfig.model_validate(raw)
     onnx = verify_file(directory, config.onnx, manifest)
-    name = "efficientnet-lite0-conse" + ("-int8" if int8 else "")
+    model_id = str(manifest.get("models", {}).get("image", {}).get("id", "efficientnet-lite0"))
+    name = f"{model_id}-conse" + ("-int8" if int8 else "")  # the tower it was exported with
     return ImageEncoder(make_session(onnx, num_threads=num_threads), config, name=name)
 
 

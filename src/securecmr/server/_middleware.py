@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -145,6 +146,7 @@ class EdgeMiddleware:
             "bytes_out": state["out"],
             "client": (scope.get("client") or ("-",))[0],
             "user": extra.get("principal"),
+            "pid": os.getpid(),
         }
         ACCESS_LOG.info(json.dumps(line, separators=(",", ":")))
 

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 import logging
 import os
 import stat
@@ -22,7 +24,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._limits import Limits
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_bind", "read_passphrase", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "check_bind", "configure_logging", "read_passphrase", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8470
@@ -73,41 +75,7 @@ def read_passphrase(passphrase_file: str | os.PathLike[str] | None) -> str:
     return env
 
 
-def _protocol(header_timeout: float) -> type:
-    """uvicorn's h11 protocol, closing connections whose request head takes over ``header_timeout``
-    seconds to arrive (slow-header clients cannot hold connections open)."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class HeaderTimeoutProtocol(H11Protocol):
-        _header_timer: Any = None
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(header_timeout, self._expired)
-
-        def _expired(self) -> None:
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeoutProtocol
-
-
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("securecmr.access", "securecmr.server"):
@@ -131,48 +99,74 @@ def serve(
     log_level: str = "info",
     console: bool = True,
     search_threads: int = 1,
+    workers: int = 1,
 ) -> None:
     """Open the store and serve it until SIGTERM/SIGINT (blocking).
 
     ``search_threads``: OpenMP threads of one faiss search. Requests are served one at a time at
-    the store, so one thread per search avoids OpenMP start-up and oversubscription on small boxes."""
+    the store, so one thread per search avoids OpenMP start-up and oversubscription on small boxes.
+    ``workers``: server processes sharing the port; each opens the store (writes are serialised
+    between processes by the store's writer lock, and each sees the others' changes at its next
+    call)."""
     import uvicorn
 
     import securecmr
 
-    from ._app import create_app
+    from ._protocol import HEADER_TIMEOUT_ENV, HeaderTimeoutProtocol
 
     check_bind(host, tls_cert, tls_key, insecure_http)
-    if not isinstance(search_threads, int) or search_threads < 1:
-        raise ConfigurationError("search_threads must be a positive integer")
+    for name, value in (("search_threads", search_threads), ("workers", workers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigurationError(f"{name} must be a positive integer")
     limits = limits or Limits()
     passphrase = read_passphrase(passphrase_file)
-    store = securecmr.Store.open(store_path, passphrase=passphrase)
+    store = securecmr.Store.open(store_path, passphrase=passphrase)  # fails fast on a wrong passphrase
     del passphrase
-    _logging(log_level)
-    try:
-        app = create_app(store, limits, console=console, search_threads=search_threads)
-    except BaseException:
-        store.close()
-        raise
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        http=_protocol(limits.header_timeout),
-        access_log=False,
-        log_config=None,
-        log_level=log_level,
-        server_header=False,
-        proxy_headers=False,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=drain_seconds,
-        h11_max_incomplete_event_size=64 * 1024,
-        lifespan="on",
+    configure_logging(log_level)
+    HeaderTimeoutProtocol.header_timeout = limits.header_timeout
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "ssl_certfile": tls_cert,
+        "ssl_keyfile": tls_key,
+        "http": HeaderTimeoutProtocol,
+        "access_log": False,
+        "log_config": None,
+        "log_level": log_level,
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": drain_seconds,
+        "h11_max_incomplete_event_size": 64 * 1024,
+        "lifespan": "on",
+    }
+    banner = '{"event":"listening","host":"%s","port":%d,"tls":%s,"workers":%d}'
+    tls = "true" if tls_cert else "false"
+    if workers == 1:
+        from ._app import create_app
+
+        try:
+            app = create_app(store, limits, console=console, search_threads=search_threads)
+        except BaseException:
+            store.close()
+            raise
+        logging.getLogger("securecmr.server").info(banner, host, port, tls, 1)
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        return
+    store.close()
+    from ._worker import CONFIG_ENV
+
+    os.environ[CONFIG_ENV] = json.dumps(
+        {
+            "store": str(Path(store_path).resolve()),
+            "limits": dataclasses.asdict(limits),
+            "console": console,
+            "search_threads": search_threads,
+            "log_level": log_level,
+            "passphrase_file": None if passphrase_file is None else str(Path(passphrase_file).resolve()),
+        }
     )
-    logging.getLogger("securecmr.server").info(
-        '{"event":"listening","host":"%s","port":%d,"tls":%s}', host, port, "true" if tls_cert else "false"
-    )
-    uvicorn.Server(config).run()
+    os.environ[HEADER_TIMEOUT_ENV] = str(limits.header_timeout)
+    common["http"] = "securecmr.server._protocol:HeaderTimeoutProtocol"
+    logging.getLogger("securecmr.server").info(banner, host, port, tls, workers)
+    uvicorn.run("securecmr.server._worker:make_app", factory=True, workers=workers, **common)

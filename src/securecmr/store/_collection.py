@@ -8,10 +8,13 @@ call, reads included, is validated and leaves exactly one audit record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from .._types import Item
 from .._validate import canonical_id
 from ..access import CollectionView, Gate, Principal
+from ..errors import ConfigurationError
 from ._encode import Encoders
 from ._engine import CollectionEngine
 from ._ops import CollectionOps
@@ -69,14 +72,8 @@ class Collection(CollectionView):
     def keep_features(self, keep: bool = True) -> None:
         """Turn keeping features on (or off) for items added from now on (audited); items already
         stored keep theirs only when they are re-added."""
-        store = self._store
-        store._check_writable()
-        with self._ops.lock.write():
-            config = dict(self._ops.engine.config)
-            config["keep_features"] = bool(keep)
-            store._write_config(self._ops.engine.cid, config)
-            self._ops.engine.config.update(config)
-        store._audit_op("collection.keep_features", collection=self.name, detail={"keep": bool(keep)})
+        self._update_config({"keep_features": bool(keep)})
+        self._store._audit_op("collection.keep_features", collection=self.name, detail={"keep": bool(keep)})
 
     def kept_features(self) -> dict[str, int]:
         """How many items keep features, per kind ``"<modality>:<dim>"`` (e.g. ``"image:1280"``)."""
@@ -115,6 +112,77 @@ class Collection(CollectionView):
             seed=seed,
             show_progress=show_progress,
         )
+
+    def set_auto_fit(
+        self,
+        method: str | None = "unsupervised",
+        *,
+        factor: float = 2.0,
+        labels_from: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        """Refit automatically when the collection has grown by ``factor`` since its last fit (or
+        since this call): after an operator ``add`` / ``upsert`` that crosses the mark, :meth:`fit`
+        runs with these arguments and switches only if the new hasher is better. ``method=None``
+        turns it off. Growth is counted in items (every kept pair is an item). Audited."""
+        from ..hashing import METHODS
+
+        if method is not None and method not in METHODS:
+            raise ConfigurationError(
+                f"unknown hashing method {method!r}; choose one of {', '.join(sorted(METHODS))}"
+            )
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 1.0:
+            raise ConfigurationError(f"factor must be a number > 1, got {factor!r}")
+        setting = None
+        if method is not None:
+            setting = {
+                "method": method,
+                "factor": float(factor),
+                "labels_from": labels_from,
+                "params": dict(params or {}),
+                "items_at_fit": max(len(self), 1),
+            }
+        self._update_config({"auto_fit": setting})
+        self._store._audit_op("collection.auto_fit", collection=self.name, detail={"auto_fit": setting})
+
+    @property
+    def auto_fit(self) -> dict[str, Any] | None:
+        """The automatic refit setting (see :meth:`set_auto_fit`), or None."""
+        setting = self._ops.engine.config.get("auto_fit")
+        return None if setting is None else dict(setting)
+
+    def _update_config(self, changes: dict[str, Any]) -> None:
+        store = self._store
+        store._check_writable()
+        with self._ops.lock.write():
+            config = {**self._ops.engine.config, **changes}
+            store._write_config(self._ops.engine.cid, config)
+            self._ops.engine.config.update(changes)
+
+    def maybe_fit(self) -> Any:
+        """Run the automatic refit if it is due (the report), else None."""
+        setting = self.auto_fit
+        if setting is None or len(self) < float(setting["factor"]) * int(setting["items_at_fit"]):
+            return None
+        report = self.fit(
+            method=str(setting["method"]),
+            labels_from=setting.get("labels_from"),
+            params=dict(setting.get("params") or {}),
+        )
+        self._update_config({"auto_fit": {**setting, "items_at_fit": max(len(self), 1)}})
+        return report
+
+    def add(self, items: Iterable[Item] | Item, *, store_content: bool = False) -> int:
+        added = super().add(items, store_content=store_content)
+        if self._ops.engine.config.get("auto_fit"):
+            self.maybe_fit()
+        return added
+
+    def upsert(self, items: Iterable[Item] | Item, *, store_content: bool = False) -> int:
+        written = super().upsert(items, store_content=store_content)
+        if self._ops.engine.config.get("auto_fit"):
+            self.maybe_fit()
+        return written
 
     def switch_back(self, *, show_progress: bool | None = None) -> dict[str, Any]:
         """Re-code every item with the previous hasher version and make it current again (audited)."""

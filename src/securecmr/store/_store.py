@@ -668,6 +668,7 @@ class Store(AccessMixin, MonitorMixin):
             ) from None
         if config.get("name") != name:
             raise IntegrityError(f"{DB_FILE}: collection rows were swapped")
+        self._refresh_ring()  # a collection another process created has its keys in a newer keyring
         keys = self._ring.collections.get(cid)
         if keys is None:
             raise IntegrityError(f"{KEYRING_FILE}: no keys for collection {name!r}")
