@@ -200,14 +200,15 @@ class Gate:
             except PermissionDeniedError:
                 call.code = self._cheap_code(port, query, raw)
                 raise
-        # engine
+        # engine: the query is salted once, for the search and the monitor's log line alike
         if query is not None:
             raw = port.encode_query(query).reshape(1, -1)
-            if monitor is not None:
-                call.code = port.salted(raw[0])
         if raw is None:
             raise ConfigurationError("give exactly one of text=, image=, video=, vector=, code=")
-        results = port.search(raw, call.k, modality=req.modality, visible=visible)
+        prepared = port.prepare(raw)
+        if monitor is not None and query is not None:
+            call.code = prepared[0].tobytes()
+        results = port.search(prepared, call.k, modality=req.modality, visible=visible)
         # score privacy
         privacy = role.privacy if role is not None else None
         if privacy is not None and privacy.active:
@@ -231,7 +232,7 @@ class Gate:
                     call.who.name,
                     collection=call.collection,
                     k=call.k,
-                    code=call.code if query is not None else port.salted(raw[i]),
+                    code=call.code if query is not None else prepared[i].tobytes(),
                     result_ids=[h.id for h in hits],
                     scores=[float(h.score) for h in hits[:2]],
                     collection_size=size,

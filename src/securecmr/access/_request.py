@@ -96,9 +96,15 @@ class CollectionPort(Protocol):
         """A query code in the collection's salted space (what the monitor logs)."""
         ...
 
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """Raw query codes (n, bits // 8) in the collection's salted space (what is searched and logged)."""
+        ...
+
     def search(
-        self, raw: np.ndarray, k: int, *, modality: str | None, visible: ItemFilter | None
-    ) -> list[list[Hit]]: ...
+        self, prepared: np.ndarray, k: int, *, modality: str | None, visible: ItemFilter | None
+    ) -> list[list[Hit]]:
+        """Per query of :meth:`prepare`'s output, the top ``k`` hits the filter lets through."""
+        ...
 
     def get(self, ids: Sequence[str | int], *, visible: ItemFilter | None) -> list[Hit]: ...
 

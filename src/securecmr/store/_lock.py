@@ -143,7 +143,11 @@ class StoreLock:
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         depth = getattr(self._local, "reads", 0)
-        if depth == 0 and self._stale():  # not while this thread already reads (it would wait on itself)
+        stale = False
+        if depth == 0:  # not while this thread already reads (it would wait on itself)
+            with self._rw.read():  # the check runs SQL on the shared connection: never beside a write
+                stale = self._stale()
+        if stale:
             with self._rw.write():
                 if self._stale():
                     self._sync()

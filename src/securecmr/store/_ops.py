@@ -117,13 +117,16 @@ class CollectionOps:
     def salted(self, raw: np.ndarray) -> bytes:
         return self.engine.prepare_queries(np.asarray(raw, dtype=np.uint8).reshape(1, -1))[0].tobytes()
 
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        return self.engine.prepare_queries(raw)
+
     def search(
-        self, raw: np.ndarray, k: int, *, modality: str | None, visible: ItemFilter | None
+        self, prepared: np.ndarray, k: int, *, modality: str | None, visible: ItemFilter | None
     ) -> list[list[Hit]]:
         self._check_open()
         engine = self.engine
         mod = None if modality is None else MODALITIES.index(check_modality(modality, MODALITIES))
-        salted = engine.prepare_queries(raw)
+        salted = prepared
         with self.lock.read():
             subset = None
             if visible is not None:
