@@ -187,9 +187,6 @@ def test_byte_scan_after_monitor_fit_and_guard_decision_and_file_modes(tmp_path:
                 store.close()
         root = tmp_path / "store"
         for p in [root, *root.rglob("*")]:
-            rel = p.relative_to(root).parts
-            if rel[:1] == ("access",):  # the audit log and user registry's own files: issue 13
-                continue
             mode = stat.S_IMODE(p.stat().st_mode)
             if p.is_dir():
                 assert mode == 0o700, p

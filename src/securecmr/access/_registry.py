@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, IntegrityError
+from ..protect import atomic_write
 from ._roles import BUILTIN_ROLES, Role
 
 __all__ = ["User", "UserRegistry"]
@@ -195,18 +196,7 @@ class UserRegistry:
         }
         nonce = secrets.token_bytes(12)
         blob = nonce + self._aead().encrypt(nonce, json.dumps(data, sort_keys=True).encode("utf-8"), _AAD)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, blob)  # temp, fsync, rename, dir fsync; 0600 / 0700
         st = os.stat(self.path)
         self._stat, self.version = (st.st_ino, st.st_mtime_ns, st.st_size), version
         if self._on_save is not None:

@@ -36,7 +36,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 from ..errors import AuditIntegrityError, ConfigurationError
-from ..protect import HmacSha256
+from ..protect import HmacSha256, atomic_write, ensure_dir
 
 __all__ = ["HIPAA_RETENTION_DAYS", "READ_ACTIONS", "AuditAnchor", "AuditLog", "AuditReport"]
 
@@ -248,7 +248,7 @@ class AuditLog:
         self._live: tuple[Path, int] | None = None
         self._fd = -1  # O_APPEND descriptor of the log
         self._tail: tuple[int, int, int, str] | None = None  # (inode, size, seq, head) after our last look
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.directory)
         self._log_path = self.directory / _LOG
         self._cp_path = self.directory / _CHECKPOINTS
         self._seq, self._head, self._since_cp, self._cp_head = 0, _GENESIS, 0, _GENESIS
@@ -262,7 +262,7 @@ class AuditLog:
                         "audit records: restore audit.jsonl and audit.checkpoints.jsonl from a backup "
                         "(a new log is never started in their place)"
                     )
-                self._log_path.touch()
+                self._log_path.touch(mode=0o600)
                 self._loaded = True
                 self._write_checkpoint_locked(kind="open")
         self._reap_dead()
@@ -474,7 +474,7 @@ class AuditLog:
     def _mark_live(self) -> None:
         """Leave a locked marker while this process may hold records in memory (see _reap_dead)."""
         live = self.directory / _LIVE
-        live.mkdir(exist_ok=True)
+        ensure_dir(live)
         path = live / f"{os.getpid()}-{secrets.token_hex(6)}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -983,12 +983,7 @@ class AuditLog:
                 return 0
             last = json.loads(lines[drop - 1])
             self._write_checkpoint_locked(kind="purge", n=int(last["seq"]), head=str(last["mac"]))
-            tmp = self._log_path.with_suffix(".tmp")
-            tmp.write_bytes(b"".join(line + b"\n" for line in lines[drop:]))
-            if self.durable:
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self._log_path)
+            atomic_write(self._log_path, b"".join(line + b"\n" for line in lines[drop:]))
             self._tail = None
             self.append("audit.purge", principal=None, detail={"dropped": drop}, sync=True)
             return drop

@@ -29,10 +29,13 @@ DIR_MODE = 0o700
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700; an existing directory is left as is."""
+    """Create ``path`` and its missing parents, each with mode 0700; an existing directory is left
+    as is."""
     path = Path(path)
     if not path.is_dir():
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            ensure_dir(path.parent)
+        path.mkdir(mode=DIR_MODE, exist_ok=True)
         os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
     return path
 
