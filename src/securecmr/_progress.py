@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["progress", "stage"]
 
@@ -29,6 +29,30 @@ def _plain(show: bool | None, total: int | None, min_total: int) -> bool:
     if show is not None or os.environ.get("SECURECMR_NO_PROGRESS"):
         return False
     return total is not None and total >= min_total and not sys.stderr.isatty()
+
+
+def _rich_bar(unit: str) -> Any:
+    """The one rich progress bar (on stderr, cleared when done) that both helpers show."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def progress(
@@ -60,26 +84,7 @@ def progress(
         took = time.monotonic() - start
         print(f"{description}: done, {shown_total} {unit} in {took:.1f} s", file=sys.stderr, flush=True)
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
+    with _rich_bar(unit) as bar:
         task = bar.add_task(description, total=shown_total)
         for item in items:
             yield item
@@ -106,26 +111,7 @@ def stage(
         else (not os.environ.get("SECURECMR_NO_PROGRESS") and sys.stderr.isatty() and total > 0)
     )
     if bar_on:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(unit),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
+        with _rich_bar(unit) as bar:
             task = bar.add_task(description, total=total)
             yield lambda n: bar.advance(task, n)
         return
